@@ -1,0 +1,78 @@
+// The one interface every backend (file emulation, host zoned device, memory) implements.
+// blk/ calls it; it never sees descriptors, only byte views of guest memory (iovecs).
+import type { ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
+
+/** Scatter/gather list: views into mapped guest memory, never copies. */
+export type IoVec = readonly Uint8Array[];
+
+export interface ZonedInfo {
+  /** Zone size in 512-byte sectors (power of two). */
+  zoneSectors: number;
+  /** Writable capacity of each sequential zone, sectors (≤ zoneSectors). */
+  zoneCapacitySectors: number;
+  nrZones: number;
+  conventionalZones: number;
+  /** 0 = unlimited. */
+  maxOpenZones: number;
+  /** 0 = unlimited. */
+  maxActiveZones: number;
+  maxAppendSectors: number;
+}
+
+export interface BackendInfo {
+  /** Device size in 512-byte sectors. */
+  capacitySectors: number;
+  /** Logical block size in bytes (512 or 4096); also the zoned write granularity. */
+  blockSize: number;
+  /** Physical block size in bytes (≥ blockSize). */
+  physicalBlockSize: number;
+  readOnly: boolean;
+  /** Up to 20 ASCII bytes, stable for the same image/device (virtio GET_ID). */
+  serial: string;
+  /** null for a regular (non-zoned) disk. */
+  zoned: ZonedInfo | null;
+}
+
+/** One zone as reported (all values in 512-byte sectors). */
+export interface ZoneDescriptor {
+  start: number;
+  len: number;
+  cap: number;
+  wp: number;
+  type: ZoneType;
+  cond: ZoneCond;
+}
+
+/**
+ * Receives zone descriptors during a report without allocating one object per zone.
+ * Returns false to stop early (output buffer full).
+ */
+export type ZoneSink = (start: number, len: number, cap: number, wp: number,
+  type: ZoneType, cond: ZoneCond) => boolean;
+
+export interface AppendResult {
+  result: ZoneResult;
+  /** Sector where the data landed; meaningful only when result is OK. */
+  sector: number;
+}
+
+export interface Backend {
+  readonly info: BackendInfo;
+  /** Read nbytes = total iovec length at sector. Resolves a ZoneResult. */
+  read(sector: number, iov: IoVec): Promise<ZoneResult>;
+  /** Regular write (OUT). Zoned backends enforce the write pointer. */
+  write(sector: number, iov: IoVec): Promise<ZoneResult>;
+  /** ZONE_APPEND at the zone starting at zoneSector. */
+  append(zoneSector: number, iov: IoVec): Promise<AppendResult>;
+  /** Make every completed write durable (fdatasync for files). */
+  flush(): Promise<ZoneResult>;
+  /**
+   * Report zones starting with the zone containing `sector`, at most maxZones, into sink.
+   * Resolves the number of zones passed to the sink (sink returning false stops it).
+   */
+  reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number>;
+  /** ZONE_OPEN/CLOSE/FINISH/RESET/RESET_ALL (sector = zone start; ignored for RESET_ALL). */
+  zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult>;
+  /** Flush and release (files closed, locks dropped). Idempotent. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,67 @@
+// Zone model vocabulary. Numeric values equal the virtio-blk zoned spec, Linux
+// BLK_ZONE_TYPE_* / BLK_ZONE_COND_* and the blkzone(8) codes, so no layer translates them.
+
+export const enum ZoneType {
+  CONVENTIONAL = 1,
+  SEQ_WRITE_REQUIRED = 2,
+}
+
+export const enum ZoneCond {
+  NOT_WP = 0,
+  EMPTY = 1,
+  IMP_OPEN = 2,
+  EXP_OPEN = 3,
+  CLOSED = 4,
+  READONLY = 13,
+  FULL = 14,
+  OFFLINE = 15,
+}
+
+/**
+ * Outcome of a zone-engine decision. Deliberately not the virtio status byte: blk/ maps
+ * these to VIRTIO_BLK_S_* (and the host-device backend maps errno to them).
+ */
+export const enum ZoneResult {
+  OK = 0,
+  /** Transition or request not allowed by the zone model (virtio ZONE_INVALID_CMD). */
+  INVALID = 1,
+  /** Write not at the write pointer or not aligned to the write granularity. */
+  UNALIGNED_WP = 2,
+  OPEN_RESOURCE = 3,
+  ACTIVE_RESOURCE = 4,
+  /** The request is beyond the device (virtio IOERR). */
+  OUT_OF_RANGE = 5,
+  /** Media or backend failure (virtio IOERR). */
+  IO_ERROR = 6,
+  /** Not supported by this device configuration (virtio UNSUPP). */
+  UNSUPPORTED = 7,
+  /** The disk is read-only (virtio IOERR). */
+  READ_ONLY = 8,
+}
+
+export const enum ZoneOp {
+  OPEN = 0,
+  CLOSE = 1,
+  FINISH = 2,
+  RESET = 3,
+  RESET_ALL = 4,
+  /** Fault injection (not a guest command): make the zone read-only. */
+  SET_READONLY = 5,
+  /** Fault injection (not a guest command): take the zone offline. */
+  SET_OFFLINE = 6,
+}
+
+export const SECTOR_SHIFT = 9;
+export const SECTOR_SIZE = 512;
+
+export const ZONE_COND_NAMES: Readonly<Record<number, string>> = {
+  0: 'nw', 1: 'em', 2: 'oi', 3: 'oe', 4: 'cl', 13: 'ro', 14: 'fu', 15: 'ol',
+};
+/** Long names as util-linux blkzone prints them. */
+export const ZONE_COND_LONG_NAMES: Readonly<Record<number, string>> = {
+  0: 'not-write-pointer', 1: 'empty', 2: 'implicitly-opened', 3: 'explicitly-opened',
+  4: 'closed', 13: 'read-only', 14: 'full', 15: 'offline',
+};
+export const ZONE_TYPE_NAMES: Readonly<Record<number, string>> = {
+  1: 'CONVENTIONAL', 2: 'SEQ_WRITE_REQUIRED', 3: 'SEQ_WRITE_PREFERRED',
+};
