@@ -1,0 +1,208 @@
+// An emulated host-managed disk: the zone engine decides, a Storage moves the bytes.
+// Shared by the memory and file backends so both answer identically.
+import type { Logger } from 'pino';
+import type { AppendResult, Backend, BackendInfo, IoVec, ZoneSink } from './backend.js';
+import { iovBytes, iovFill, iovSlice } from './iovec.js';
+import type { Storage } from './storage.js';
+import { ZoneEngine } from '../zoned/zone-engine.js';
+import { SECTOR_SHIFT, SECTOR_SIZE, ZoneOp, ZoneResult } from '../zoned/types.js';
+
+type Resolver = (r: ZoneResult) => void;
+
+export interface EmulatedBackendOptions {
+  readOnly?: boolean;
+  serial: string;
+  logger?: Logger;
+}
+
+export class EmulatedBackend implements Backend {
+  readonly info: BackendInfo;
+  readonly engine: ZoneEngine;
+  private readonly storage: Storage;
+  private readonly log?: Logger;
+  /** Set when the zone table could not be persisted: nothing more may be acknowledged. */
+  private fatal: Error | null = null;
+  private readonly idleWaiters: (() => void)[] = [];
+  private closed = false;
+
+  constructor(engine: ZoneEngine, storage: Storage, opts: EmulatedBackendOptions) {
+    const g = engine.geo;
+    this.engine = engine;
+    this.storage = storage;
+    this.log = opts.logger;
+    this.info = {
+      capacitySectors: g.capacitySectors,
+      blockSize: g.blockSize,
+      physicalBlockSize: g.blockSize,
+      readOnly: opts.readOnly ?? false,
+      serial: opts.serial,
+      zoned: {
+        zoneSectors: g.zoneSectors,
+        zoneCapacitySectors: g.zoneCapacitySectors,
+        nrZones: g.nrZones,
+        conventionalZones: g.conventionalZones,
+        maxOpenZones: g.maxOpenZones,
+        maxActiveZones: g.maxActiveZones,
+        maxAppendSectors: g.maxAppendSectors,
+      },
+    };
+  }
+
+  async read(sector: number, iov: IoVec): Promise<ZoneResult> {
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
+    const r = this.engine.checkRead(sector, bytes >>> SECTOR_SHIFT);
+    if (r !== ZoneResult.OK) return r;
+    const dataBytes = this.engine.readDataSectors * SECTOR_SIZE;
+    try {
+      if (dataBytes === bytes) {
+        if (bytes > 0) await this.storage.readv(sector * SECTOR_SIZE, iov);
+      } else {
+        // Unwritten sectors of a sequential zone read as zeroes, whatever the file holds.
+        iovFill(iovSlice(iov, dataBytes, bytes), 0);
+        if (dataBytes > 0) await this.storage.readv(sector * SECTOR_SIZE, iovSlice(iov, 0, dataBytes));
+      }
+      return ZoneResult.OK;
+    } catch (err) {
+      this.log?.error({ err, sector, bytes }, 'read failed');
+      return ZoneResult.IO_ERROR;
+    }
+  }
+
+  write(sector: number, iov: IoVec): Promise<ZoneResult> {
+    if (this.info.readOnly) return Promise.resolve(ZoneResult.READ_ONLY);
+    if (this.fatal) return Promise.resolve(ZoneResult.IO_ERROR);
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return Promise.resolve(ZoneResult.INVALID);
+    return new Promise<ZoneResult>((resolve) => {
+      const r = this.engine.beginWrite(sector, bytes >>> SECTOR_SHIFT, resolve);
+      if (r !== ZoneResult.OK) { resolve(r); return; }
+      this.transfer(this.engine.opZone, sector, iov, resolve);
+    });
+  }
+
+  append(zoneSector: number, iov: IoVec): Promise<AppendResult> {
+    if (this.info.readOnly) return Promise.resolve({ result: ZoneResult.READ_ONLY, sector: 0 });
+    if (this.fatal) return Promise.resolve({ result: ZoneResult.IO_ERROR, sector: 0 });
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return Promise.resolve({ result: ZoneResult.INVALID, sector: 0 });
+    return new Promise<AppendResult>((resolve) => {
+      let target = 0;
+      const done: Resolver = (result) => resolve({ result, sector: target });
+      const r = this.engine.beginAppend(zoneSector, bytes >>> SECTOR_SHIFT, done);
+      target = this.engine.opSector;
+      if (r !== ZoneResult.OK) { done(r); return; }
+      this.transfer(this.engine.opZone, target, iov, done);
+    });
+  }
+
+  /** Move the data of an allowed write; zone -1 = untracked (conventional or empty write). */
+  private transfer(zone: number, sector: number, iov: IoVec, resolve: Resolver): void {
+    if (iov.length === 0 || iovBytes(iov) === 0) {
+      if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK);
+      return;
+    }
+    this.storage.writev(sector * SECTOR_SIZE, iov).then(
+      () => { if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK); },
+      (err: unknown) => {
+        this.log?.error({ err, sector, zone }, 'write failed');
+        if (zone >= 0) this.complete(zone, sector, false); else resolve(ZoneResult.IO_ERROR);
+      },
+    );
+  }
+
+  private complete(zone: number, sector: number, ok: boolean): void {
+    const e = this.engine;
+    e.completeWrite(zone, sector, ok);
+    // Persist before acknowledging: an acknowledged write is always below the stored wp.
+    const persisted = this.persistDirty();
+    const tokens = e.releasedTokens, results = e.releasedResults;
+    for (let i = 0; i < tokens.length; i++) {
+      (tokens[i] as Resolver)(persisted ? results[i] : ZoneResult.IO_ERROR);
+    }
+    if (e.zoneIdle(zone)) this.wakeIdle();
+  }
+
+  private persistDirty(): boolean {
+    if (this.fatal) { this.engine.drainDirty(() => undefined); return false; }
+    try {
+      this.engine.drainDirty((z) => this.storage.persistZone(z, this.engine.persistedState(z)));
+      return true;
+    } catch (err) {
+      this.fatal = err as Error;
+      this.log?.fatal({ err }, 'zone table write failed: refusing further writes so no unpersisted write is acknowledged');
+      return false;
+    }
+  }
+
+  private wakeIdle(): void {
+    const w = this.idleWaiters.splice(0);
+    for (const f of w) f();
+  }
+
+  private async waitIdle(zone: number): Promise<void> {
+    while (zone < 0 ? !this.engine.idle : !this.engine.zoneIdle(zone)) {
+      await new Promise<void>((r) => this.idleWaiters.push(r));
+    }
+  }
+
+  async flush(): Promise<ZoneResult> {
+    if (this.fatal) return ZoneResult.IO_ERROR;
+    try {
+      await this.storage.sync();
+      return ZoneResult.OK;
+    } catch (err) {
+      this.log?.error({ err }, 'flush failed');
+      return ZoneResult.IO_ERROR;
+    }
+  }
+
+  reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number> {
+    return Promise.resolve(this.engine.report(sector, maxZones, sink));
+  }
+
+  async zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult> {
+    const fault = op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE;
+    if (this.info.readOnly) return ZoneResult.READ_ONLY;
+    if (this.fatal) return ZoneResult.IO_ERROR;
+    const e = this.engine;
+    const g = e.geo;
+    let zone = -1;
+    if (op !== ZoneOp.RESET_ALL) {
+      if (!(sector >= 0 && sector < g.capacitySectors)) return ZoneResult.INVALID;
+      zone = e.zoneOf(sector);
+    }
+    // Writes in flight to the zone finish first, in order, as on a drive's command queue.
+    await this.waitIdle(zone);
+    const r = e.zoneMgmt(op, sector);
+    if (r !== ZoneResult.OK) return r;
+    const reset: number[] = [];
+    try {
+      e.drainDirty((z) => {
+        this.storage.persistZone(z, e.persistedState(z));
+        if (!fault && e.persistedWp(z) === e.zoneStart(z)) reset.push(z);
+      });
+    } catch (err) {
+      this.fatal = err as Error;
+      this.log?.fatal({ err, op, sector }, 'zone table write failed');
+      return ZoneResult.IO_ERROR;
+    }
+    // Only after the reset is persisted may the old data go (a crash in between keeps it, unreachable).
+    for (const z of reset) {
+      try {
+        this.storage.discard(e.zoneStart(z) * SECTOR_SIZE, e.zoneLen(z) * SECTOR_SIZE);
+      } catch (err) {
+        this.log?.warn({ err, zone: z }, 'could not free the space of a reset zone');
+      }
+    }
+    return ZoneResult.OK;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.waitIdle(-1);
+    try { await this.storage.sync(); } catch (err) { this.log?.error({ err }, 'final flush failed'); }
+    await this.storage.close();
+  }
+}

@@ -1,0 +1,311 @@
+// The persistent emulation: one sparse image file (header, zone table, data).
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ZbdError } from '../errors.js';
+import { makeGeometry, type GeometryInput, type ZoneGeometry } from '../zoned/geometry.js';
+import { ZoneEngine, type PersistedZoneState } from '../zoned/zone-engine.js';
+import { ZoneType } from '../zoned/types.js';
+import * as native from '../native/index.js';
+import type { IoVec } from './backend.js';
+import { EmulatedBackend } from './emulated-backend.js';
+import {
+  HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
+  imageLayout, serialFromUuid, type ImageHeader, type ZoneEntry,
+} from './image-format.js';
+import type { Storage } from './storage.js';
+
+function readvAll(fd: number, iov: IoVec, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.readv(fd, iov as Uint8Array[], pos, (err, n) => {
+      if (err) { reject(err); return; }
+      let total = 0;
+      for (const b of iov) total += b.byteLength;
+      if (n === total) { resolve(); return; }
+      // Short read: retry the rest synchronously-simple way; EOF reads as zeroes.
+      finishShort(fd, iov, pos, n).then(resolve, reject);
+    });
+  });
+}
+
+async function finishShort(fd: number, iov: IoVec, pos: number, done: number): Promise<void> {
+  let skip = done;
+  for (const b of iov) {
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    let at = skip;
+    skip = 0;
+    while (at < b.byteLength) {
+      const n = await new Promise<number>((res, rej) => fs.read(fd, b, at, b.byteLength - at, pos + done, (e, r) => (e ? rej(e) : res(r))));
+      if (n === 0) { b.fill(0, at); done += b.byteLength - at; break; }
+      at += n;
+      done += n;
+    }
+  }
+}
+
+function writevAll(fd: number, iov: IoVec, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    fs.writev(fd, iov as Uint8Array[], pos, (err, n) => {
+      if (err) { reject(err); return; }
+      let total = 0;
+      for (const b of iov) total += b.byteLength;
+      if (n === total) { resolve(); return; }
+      // A short write (disk full mid-way) is retried once for the rest, which reports the error.
+      let skip = n;
+      const rest: Uint8Array[] = [];
+      for (const b of iov) {
+        if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+        rest.push(b.subarray(skip));
+        skip = 0;
+      }
+      writevAll(fd, rest, pos + n).then(resolve, reject);
+    });
+  });
+}
+
+export class FileStorage implements Storage {
+  private readonly entry = new Uint8Array(ZONE_ENTRY_SIZE);
+  private closed = false;
+  constructor(private readonly fd: number, private readonly header: ImageHeader) {}
+
+  readv(byteOffset: number, iov: IoVec): Promise<void> {
+    return readvAll(this.fd, iov, this.header.dataOffset + byteOffset);
+  }
+  writev(byteOffset: number, iov: IoVec): Promise<void> {
+    return writevAll(this.fd, iov, this.header.dataOffset + byteOffset);
+  }
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+  discard(byteOffset: number, length: number): void {
+    native.fallocate(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, this.header.dataOffset + byteOffset, length);
+  }
+  persistZone(zone: number, state: PersistedZoneState): void {
+    encodeZoneEntry(state, this.entry);
+    // Synchronous 32-byte write into the page cache: the entry is in the file before the
+    // write it describes is acknowledged, so a kill -9 right after cannot lose it.
+    const n = fs.writeSync(this.fd, this.entry, 0, ZONE_ENTRY_SIZE, this.header.zoneTableOffset + zone * ZONE_ENTRY_SIZE);
+    if (n !== ZONE_ENTRY_SIZE) throw new ZbdError('EIMAGE', `short zone table write (${n} bytes) for zone ${zone}`, zone);
+  }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve, reject) => fs.close(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+}
+
+export type ImageProfile = 'smr' | 'zns';
+
+export interface CreateImageOptions extends Partial<GeometryInput> {
+  capacitySectors: number;
+  zoneSectors: number;
+  profile?: ImageProfile;
+  /** Overwrite an existing file (refused while another process holds it). */
+  force?: boolean;
+}
+
+/** Profile defaults, overridden by explicit values. */
+export function applyProfile(o: CreateImageOptions): GeometryInput {
+  const p = o.profile;
+  const zns = p === 'zns';
+  return {
+    capacitySectors: o.capacitySectors,
+    zoneSectors: o.zoneSectors,
+    // ZNS SSDs expose less writable space than the zone size; SMR drives do not.
+    zoneCapacitySectors: o.zoneCapacitySectors ?? (zns ? o.zoneSectors - o.zoneSectors / 32 : o.zoneSectors),
+    conventionalZones: o.conventionalZones ?? (zns ? 0 : p === 'smr' ? Math.max(1, Math.floor(Math.ceil(o.capacitySectors / o.zoneSectors) / 100)) : 0),
+    blockSize: o.blockSize ?? 4096,
+    maxOpenZones: o.maxOpenZones ?? (zns ? 14 : p === 'smr' ? 128 : 0),
+    maxActiveZones: o.maxActiveZones ?? (zns ? 14 : 0),
+    maxAppendSectors: o.maxAppendSectors,
+  };
+}
+
+/** Create an image atomically: written under a temporary name, then renamed into place. */
+export function createImage(file: string, opts: CreateImageOptions): ImageHeader {
+  const geometry = makeGeometry(applyProfile(opts));
+  if (fs.existsSync(file)) {
+    if (!opts.force) throw new ZbdError('EIMAGEEXIST', `${file} already exists (use --force to overwrite)`, file);
+    const fd = fs.openSync(file, 'r');
+    try {
+      if (!native.flock(fd, true, true)) throw new ZbdError('EIMAGELOCK', `${file} is in use by another process`, file);
+    } finally { fs.closeSync(fd); }
+  }
+  const layout = imageLayout(geometry);
+  const header: ImageHeader = {
+    geometry, ...layout, uuid: randomBytes(16), profile: opts.profile ?? 'custom',
+  };
+  const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', 0o644);
+  try {
+    fs.writeSync(fd, encodeHeader(header), 0, HEADER_BLOCK, 0);
+    const table = new Uint8Array(geometry.nrZones * ZONE_ENTRY_SIZE);
+    const engine = new ZoneEngine(geometry);
+    for (let z = 0; z < geometry.nrZones; z++) {
+      encodeZoneEntry(engine.persistedState(z), table.subarray(z * ZONE_ENTRY_SIZE, (z + 1) * ZONE_ENTRY_SIZE));
+    }
+    fs.writeSync(fd, table, 0, table.byteLength, header.zoneTableOffset);
+    fs.ftruncateSync(fd, layout.fileSize); // sparse: data costs nothing until written
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    try { fs.closeSync(fd); } catch { /* already closed */ }
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  return header;
+}
+
+/** A problem found in an image: `zone` is -1 for the header/file. */
+export interface ImageProblem { zone: number; message: string; repair?: string }
+
+export interface ImageInspection {
+  header: ImageHeader;
+  headerChecksumOk: boolean;
+  actualFileSize: number;
+  /** One entry per zone; null where the entry is unreadable (bad checksum). */
+  entries: (ZoneEntry | null)[];
+  problems: ImageProblem[];
+}
+
+function readHeaderAndTable(fd: number, allowBadChecksum: boolean): { header: ImageHeader; checksumOk: boolean; size: number; table: Uint8Array } {
+  const size = fs.fstatSync(fd).size;
+  const hb = new Uint8Array(HEADER_BLOCK);
+  fs.readSync(fd, hb, 0, Math.min(HEADER_BLOCK, size), 0);
+  const { header, checksumOk } = decodeHeader(hb, size, allowBadChecksum);
+  const tableBytes = header.geometry.nrZones * ZONE_ENTRY_SIZE;
+  if (size < header.zoneTableOffset + tableBytes) {
+    throw new ZbdError('EIMAGE', `image truncated inside the zone table (size ${size}, table ends at ${header.zoneTableOffset + tableBytes})`, size);
+  }
+  const table = new Uint8Array(tableBytes);
+  fs.readSync(fd, table, 0, tableBytes, header.zoneTableOffset);
+  return { header, checksumOk, size, table };
+}
+
+/** Conventional zones store their full extent; sequential ones their write pointer. */
+function conventionalEntry(engine: ZoneEngine, z: number): ZoneEntry {
+  const end = engine.zoneStart(z) + engine.zoneLen(z);
+  return { wp: end, dataEnd: end, flags: 0 };
+}
+
+/** Read-only full consistency check: every problem, not just the first. */
+export function inspectImageFd(fd: number): ImageInspection {
+  const { header, checksumOk, size, table } = readHeaderAndTable(fd, true);
+  const g = header.geometry;
+  const problems: ImageProblem[] = [];
+  if (!checksumOk) problems.push({ zone: -1, message: 'header checksum mismatch (all fields valid)', repair: 'rewrite the header checksum' });
+  if (size < header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (truncated)`, repair: 'extend the file (missing data reads as zeroes)' });
+  else if (size > header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (trailing data)`, repair: 'truncate the trailing bytes' });
+  const probe = new ZoneEngine(g);
+  const entries: (ZoneEntry | null)[] = new Array(g.nrZones);
+  for (let z = 0; z < g.nrZones; z++) {
+    const e = decodeZoneEntry(table, z * ZONE_ENTRY_SIZE);
+    entries[z] = e;
+    if (!e) {
+      problems.push({ zone: z, message: 'zone entry checksum mismatch', repair: 'mark the zone FULL with all its data readable (keeps every acknowledged byte)' });
+      continue;
+    }
+    if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
+      const want = conventionalEntry(probe, z);
+      if (e.wp !== want.wp || e.dataEnd !== want.dataEnd || e.flags !== 0) {
+        problems.push({ zone: z, message: `conventional zone entry holds wp ${e.wp} data end ${e.dataEnd} flags ${e.flags}`, repair: 'rewrite the conventional zone entry' });
+      }
+      continue;
+    }
+    const why = probe.validatePersisted(z, e);
+    if (why) {
+      const capEnd = probe.zoneStart(z) + probe.zoneCap(z);
+      const fixable = e.wp >= probe.zoneStart(z) && e.wp < capEnd && Number.isSafeInteger(e.wp) && (e.wp - probe.zoneStart(z)) % g.blockSectors === 0;
+      problems.push({
+        zone: z, message: why,
+        repair: fixable ? 'set the data end to the write pointer' : 'mark the zone FULL with all its data readable (keeps every acknowledged byte)',
+      });
+    }
+  }
+  return { header, headerChecksumOk: checksumOk, actualFileSize: size, entries, problems };
+}
+
+/** Apply the repairs inspectImageFd proposed. Returns what was done, one line each. */
+export function repairImageFd(fd: number, ins: ImageInspection): string[] {
+  const done: string[] = [];
+  const g = ins.header.geometry;
+  const probe = new ZoneEngine(g);
+  if (!ins.headerChecksumOk) {
+    fs.writeSync(fd, encodeHeader(ins.header), 0, HEADER_BLOCK, 0);
+    done.push('header: rewrote the checksum');
+  }
+  if (ins.actualFileSize !== ins.header.fileSize) {
+    fs.ftruncateSync(fd, ins.header.fileSize);
+    done.push(`file: size set to ${ins.header.fileSize} bytes (was ${ins.actualFileSize})`);
+  }
+  const buf = new Uint8Array(ZONE_ENTRY_SIZE);
+  for (const p of ins.problems) {
+    if (p.zone < 0) continue;
+    const z = p.zone;
+    const e = ins.entries[z];
+    let fixed: ZoneEntry;
+    if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
+      fixed = conventionalEntry(probe, z);
+    } else if (e && p.repair?.startsWith('set the data end')) {
+      fixed = { wp: e.wp, dataEnd: e.wp, flags: e.flags & 3 };
+    } else {
+      const capEnd = probe.zoneStart(z) + probe.zoneCap(z);
+      fixed = { wp: capEnd, dataEnd: capEnd, flags: e ? e.flags & 3 : 0 };
+    }
+    encodeZoneEntry(fixed, buf);
+    fs.writeSync(fd, buf, 0, ZONE_ENTRY_SIZE, ins.header.zoneTableOffset + z * ZONE_ENTRY_SIZE);
+    done.push(`zone ${z}: ${p.repair} (wp ${fixed.wp}, data end ${fixed.dataEnd})`);
+  }
+  if (done.length) fs.fsyncSync(fd);
+  return done;
+}
+
+export interface OpenImageOptions { readOnly?: boolean; logger?: Logger }
+
+export interface OpenedImage { backend: EmulatedBackend; header: ImageHeader }
+
+/** Lock the image (exclusive for writers, shared for readers); throws EIMAGELOCK if held. */
+export function openLocked(file: string, writable: boolean): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, writable ? 'r+' : 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new ZbdError('EIMAGE', `cannot open ${file}: ${e.code ?? e.message}`, file, { cause: err });
+  }
+  if (!native.flock(fd, writable, true)) {
+    fs.closeSync(fd);
+    throw new ZbdError('EIMAGELOCK', `${file} is in use by another process (image locked)`, file);
+  }
+  return fd;
+}
+
+/** Open and validate an image; every header field and zone entry is checked before use. */
+export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImage {
+  const fd = openLocked(file, !opts.readOnly);
+  try {
+    const { header, size, table } = readHeaderAndTable(fd, false);
+    if (size !== header.fileSize) {
+      throw new ZbdError('EIMAGE', `image file is ${size} bytes, expected ${header.fileSize} (run 'vhost-user-zbd check --repair')`, size);
+    }
+    const entry = (z: number): PersistedZoneState => {
+      const e = decodeZoneEntry(table, z * ZONE_ENTRY_SIZE);
+      if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
+      return e;
+    };
+    const engine = new ZoneEngine(header.geometry, entry);
+    // Conventional entries are not fed to the engine; still refuse a corrupted one.
+    for (let z = 0; z < header.geometry.conventionalZones; z++) entry(z);
+    const backend = new EmulatedBackend(engine, new FileStorage(fd, header), {
+      readOnly: opts.readOnly, logger: opts.logger, serial: serialFromUuid(header.uuid),
+    });
+    return { backend, header };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+export type { ZoneGeometry };

@@ -1,0 +1,162 @@
+// On-disk layout of an emulated zoned image (all little-endian):
+//
+//   [0, 4096)            header (128 bytes used, CRC-32 at 124 over bytes 0..123)
+//   [4096, 4096+32·N)    zone table: N entries of 32 bytes (CRC-32 at 28 over bytes 0..27)
+//   [dataOffset, +cap)   data, 1 MiB aligned, sparse until written
+//
+// A zone entry holds the write pointer and the end of real data (both absolute sectors) and
+// the fault flags. Open conditions are not stored: after a restart open zones are CLOSED
+// (or EMPTY), as on a drive after power loss. Each entry lies inside one 512-byte sector,
+// so updating it is atomic against a crash.
+import { ZbdError } from '../errors.js';
+import { makeGeometry, type ZoneGeometry } from '../zoned/geometry.js';
+import { crc32 } from './crc32.js';
+
+export const IMAGE_MAGIC = 'VUZBDIMG';
+export const IMAGE_VERSION = 1;
+export const HEADER_BLOCK = 4096;
+export const HEADER_USED = 128;
+export const ZONE_ENTRY_SIZE = 32;
+export const DATA_ALIGN = 1 << 20;
+
+export interface ImageHeader {
+  geometry: ZoneGeometry;
+  /** Values as requested at create time (before limit normalisation), for the report. */
+  zoneTableOffset: number;
+  dataOffset: number;
+  uuid: Uint8Array;
+  profile: string;
+  /** Total image file size implied by the header. */
+  fileSize: number;
+}
+
+export function imageLayout(geo: ZoneGeometry): { zoneTableOffset: number; dataOffset: number; fileSize: number } {
+  const zoneTableOffset = HEADER_BLOCK;
+  const tableEnd = zoneTableOffset + geo.nrZones * ZONE_ENTRY_SIZE;
+  const dataOffset = Math.ceil(tableEnd / DATA_ALIGN) * DATA_ALIGN;
+  return { zoneTableOffset, dataOffset, fileSize: dataOffset + geo.capacitySectors * 512 };
+}
+
+export function encodeHeader(h: ImageHeader): Uint8Array {
+  const buf = new Uint8Array(HEADER_BLOCK);
+  const dv = new DataView(buf.buffer);
+  const g = h.geometry;
+  buf.set(new TextEncoder().encode(IMAGE_MAGIC), 0);
+  dv.setUint32(8, IMAGE_VERSION, true);
+  dv.setUint32(12, HEADER_USED, true);
+  dv.setBigUint64(16, BigInt(g.capacitySectors), true);
+  dv.setUint32(24, g.zoneSectors, true);
+  dv.setUint32(28, g.zoneCapacitySectors, true);
+  dv.setUint32(32, g.nrZones, true);
+  dv.setUint32(36, g.conventionalZones, true);
+  dv.setUint32(40, g.blockSize, true);
+  dv.setUint32(44, g.maxOpenZones, true);
+  dv.setUint32(48, g.maxActiveZones, true);
+  dv.setUint32(52, g.maxAppendSectors, true);
+  dv.setBigUint64(56, BigInt(h.zoneTableOffset), true);
+  dv.setUint32(64, ZONE_ENTRY_SIZE, true);
+  dv.setUint32(68, 0, true); // feature flags: none defined in version 1
+  dv.setBigUint64(72, BigInt(h.dataOffset), true);
+  buf.set(h.uuid.subarray(0, 16), 80);
+  buf.set(new TextEncoder().encode(h.profile).subarray(0, 15), 96);
+  dv.setUint32(124, crc32(buf, 0, 124), true);
+  return buf;
+}
+
+/** Read a u64 that must be an exact JS number. */
+function u64(dv: DataView, off: number, field: string): number {
+  const v = dv.getBigUint64(off, true);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new ZbdError('EIMAGE', `header ${field} ${v} is too large`, { field, value: v.toString() });
+  return Number(v);
+}
+
+/**
+ * Decode and validate a header. Every field is checked before any is used for arithmetic
+ * or allocation. `fileSize` is the actual size of the file, checked against the layout.
+ * With `allowBadChecksum` a checksum mismatch is reported through `checksumOk` instead of
+ * thrown (for `check --repair`).
+ */
+export function decodeHeader(buf: Uint8Array, fileSize: number, allowBadChecksum = false): { header: ImageHeader; checksumOk: boolean } {
+  if (buf.byteLength < HEADER_USED || fileSize < HEADER_BLOCK) {
+    throw new ZbdError('EIMAGE', `file of ${fileSize} bytes is too small to be an image`, fileSize);
+  }
+  const magic = new TextDecoder().decode(buf.subarray(0, 8));
+  if (magic !== IMAGE_MAGIC) throw new ZbdError('EIMAGE', `bad magic ${JSON.stringify(magic)} (expected ${IMAGE_MAGIC}): not a vhost-user-zbd image`, magic);
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const version = dv.getUint32(8, true);
+  if (version !== IMAGE_VERSION) throw new ZbdError('EIMAGE', `image version ${version} is not supported (this build reads version ${IMAGE_VERSION})`, version);
+  const used = dv.getUint32(12, true);
+  if (used !== HEADER_USED) throw new ZbdError('EIMAGE', `header length ${used} is invalid (expected ${HEADER_USED})`, used);
+  const stored = dv.getUint32(124, true);
+  const actual = crc32(buf, 0, 124);
+  const checksumOk = stored === actual;
+  if (!checksumOk && !allowBadChecksum) {
+    throw new ZbdError('EIMAGE', `header checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${actual.toString(16)})`, { stored, actual });
+  }
+  const capacitySectors = u64(dv, 16, 'capacity');
+  const nrZones = dv.getUint32(32, true);
+  let geometry: ZoneGeometry;
+  try {
+    geometry = makeGeometry({
+      capacitySectors,
+      zoneSectors: dv.getUint32(24, true),
+      zoneCapacitySectors: dv.getUint32(28, true),
+      conventionalZones: dv.getUint32(36, true),
+      blockSize: dv.getUint32(40, true),
+      maxOpenZones: dv.getUint32(44, true),
+      maxActiveZones: dv.getUint32(48, true),
+      maxAppendSectors: dv.getUint32(52, true),
+    });
+  } catch (err) {
+    if (err instanceof ZbdError) throw new ZbdError('EIMAGE', `header: ${err.message}`, err.value, { cause: err });
+    throw err;
+  }
+  if (nrZones !== geometry.nrZones) {
+    throw new ZbdError('EIMAGE', `header zone count ${nrZones} does not match capacity ${capacitySectors} / zone size ${geometry.zoneSectors} (= ${geometry.nrZones})`, nrZones);
+  }
+  const zoneTableOffset = u64(dv, 56, 'zone table offset');
+  const entrySize = dv.getUint32(64, true);
+  const features = dv.getUint32(68, true);
+  const dataOffset = u64(dv, 72, 'data offset');
+  const layout = imageLayout(geometry);
+  if (entrySize !== ZONE_ENTRY_SIZE) throw new ZbdError('EIMAGE', `zone entry size ${entrySize} is invalid (expected ${ZONE_ENTRY_SIZE})`, entrySize);
+  if (features !== 0) throw new ZbdError('EIMAGE', `unknown feature flags 0x${features.toString(16)}`, features);
+  if (zoneTableOffset !== layout.zoneTableOffset) throw new ZbdError('EIMAGE', `zone table offset ${zoneTableOffset} is invalid (expected ${layout.zoneTableOffset})`, zoneTableOffset);
+  if (dataOffset !== layout.dataOffset) throw new ZbdError('EIMAGE', `data offset ${dataOffset} is invalid (expected ${layout.dataOffset})`, dataOffset);
+  const uuid = buf.slice(80, 96);
+  const profileBytes = buf.subarray(96, 112);
+  const nul = profileBytes.indexOf(0);
+  const profile = new TextDecoder().decode(profileBytes.subarray(0, nul < 0 ? 15 : nul));
+  return { header: { geometry, zoneTableOffset, dataOffset, uuid, profile, fileSize: layout.fileSize }, checksumOk };
+}
+
+export interface ZoneEntry { wp: number; dataEnd: number; flags: number }
+
+export function encodeZoneEntry(e: ZoneEntry, out: Uint8Array): void {
+  const dv = new DataView(out.buffer, out.byteOffset, ZONE_ENTRY_SIZE);
+  dv.setBigUint64(0, BigInt(e.wp), true);
+  dv.setBigUint64(8, BigInt(e.dataEnd), true);
+  dv.setUint32(16, e.flags, true);
+  dv.setUint32(20, 0, true);
+  dv.setUint32(24, 0, true);
+  dv.setUint32(28, crc32(out, 0, 28), true);
+}
+
+/** Decode one entry; null when its checksum does not match (torn or corrupted). */
+export function decodeZoneEntry(buf: Uint8Array, off: number): ZoneEntry | null {
+  const dv = new DataView(buf.buffer, buf.byteOffset + off, ZONE_ENTRY_SIZE);
+  if (dv.getUint32(28, true) !== crc32(buf, off, off + 28)) return null;
+  const wp = dv.getBigUint64(0, true), dataEnd = dv.getBigUint64(8, true);
+  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  // Out-of-range values stay representable as -1 so the engine's validation names them.
+  return {
+    wp: wp > max ? -1 : Number(wp),
+    dataEnd: dataEnd > max ? -1 : Number(dataEnd),
+    flags: dv.getUint32(16, true),
+  };
+}
+
+/** The serial a guest sees (virtio GET_ID, 20 bytes max), stable for the image. */
+export function serialFromUuid(uuid: Uint8Array): string {
+  return 'vuzbd-' + Buffer.from(uuid.subarray(0, 7)).toString('hex');
+}

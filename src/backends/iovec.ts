@@ -1,0 +1,59 @@
+// Scatter/gather helpers over guest-memory views. Views are sliced, never copied.
+import type { IoVec } from './backend.js';
+
+export function iovBytes(iov: IoVec): number {
+  let n = 0;
+  for (const b of iov) n += b.byteLength;
+  return n;
+}
+
+/** Views covering bytes [from, to) of iov (to ≤ total). */
+export function iovSlice(iov: IoVec, from: number, to: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  for (const b of iov) {
+    const end = pos + b.byteLength;
+    if (end > from && pos < to) {
+      out.push(b.subarray(Math.max(from - pos, 0), Math.min(to, end) - pos));
+    }
+    pos = end;
+    if (pos >= to) break;
+  }
+  return out;
+}
+
+export function iovFill(iov: IoVec, value: number): void {
+  for (const b of iov) b.fill(value);
+}
+
+/** Copy `src` into iov starting at byte `offset` of the iov; returns bytes copied. */
+export function iovWrite(iov: IoVec, offset: number, src: Uint8Array): number {
+  let pos = 0, done = 0;
+  for (const b of iov) {
+    const end = pos + b.byteLength;
+    if (end > offset && done < src.byteLength) {
+      const at = Math.max(offset - pos, 0);
+      const n = Math.min(b.byteLength - at, src.byteLength - done);
+      b.set(src.subarray(done, done + n), at);
+      done += n;
+    }
+    pos = end;
+  }
+  return done;
+}
+
+/** Copy bytes [offset, offset+dst.length) of iov into dst; returns bytes copied. */
+export function iovRead(iov: IoVec, offset: number, dst: Uint8Array): number {
+  let pos = 0, done = 0;
+  for (const b of iov) {
+    const end = pos + b.byteLength;
+    if (end > offset && done < dst.byteLength) {
+      const at = Math.max(offset - pos, 0);
+      const n = Math.min(b.byteLength - at, dst.byteLength - done);
+      dst.set(b.subarray(at, at + n), done);
+      done += n;
+    }
+    pos = end;
+  }
+  return done;
+}

@@ -1,0 +1,502 @@
+// The zone engine: a pure model of a host-managed zoned drive. It decides every request
+// (status, target sector, state transitions) and keeps the zone table; it never does I/O.
+// Backends perform the data transfer it allows and persist what it marks dirty.
+import { ZbdError } from '../errors.js';
+import type { ZoneGeometry } from './geometry.js';
+import { ZoneCond, ZoneOp, ZoneResult, ZoneType } from './types.js';
+
+/** Persistent per-zone flags (fault injection survives restarts). */
+export const ZONE_FLAG_READONLY = 1;
+export const ZONE_FLAG_OFFLINE = 2;
+
+/** What a backend stores per zone; open conditions are deliberately not persistent. */
+export interface PersistedZoneState {
+  /** Write pointer, absolute sector (only data below it was acknowledged). */
+  wp: number;
+  /** End of real data, absolute sector (< wp only for a zone finished early). */
+  dataEnd: number;
+  flags: number;
+}
+
+/** Sink for zone reports; `wp` is -1 where the zone has no write pointer (all ones on the wire). */
+export type ReportSink = (start: number, len: number, cap: number, wp: number,
+  type: ZoneType, cond: ZoneCond) => boolean;
+
+/** A write that was allowed but whose data transfer has not completed yet. */
+interface InflightWrite {
+  start: number;
+  end: number;
+  done: boolean;
+  ok: boolean;
+  token: unknown;
+}
+
+const isOpenCond = (c: number): boolean => c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN;
+
+export class ZoneEngine {
+  readonly geo: ZoneGeometry;
+
+  private readonly cond: Uint8Array;
+  private readonly flags: Uint8Array;
+  /** Allocated write pointer: where the next write must land. */
+  private readonly wp: Float64Array;
+  /** Durable write pointer: end of the completed, acknowledged prefix. */
+  private readonly durWp: Float64Array;
+  /** End of readable data; reads between it and the zone end return zeroes. */
+  private readonly dataEnd: Float64Array;
+
+  private nImpOpen = 0;
+  private nExpOpen = 0;
+  private nClosed = 0;
+
+  // Doubly linked LRU list of implicitly open zones: head = least recently written.
+  private readonly lruPrev: Int32Array;
+  private readonly lruNext: Int32Array;
+  private lruHead = -1;
+  private lruTail = -1;
+
+  /** In-flight writes per sequential zone, in allocation (= sector) order. */
+  private readonly inflight = new Map<number, InflightWrite[]>();
+  /** Zones where an in-flight write failed; writes are refused until they drain. */
+  private readonly failed = new Set<number>();
+
+  private readonly dirtyMark: Uint8Array;
+  private dirtyList: number[] = [];
+
+  // Outputs of the last begin*/complete call, kept on the engine to avoid allocation.
+  /** Zone of the last allowed write (-1 for conventional zones: nothing to track). */
+  opZone = -1;
+  /** Target sector of the last allowed write or append. */
+  opSector = 0;
+  /** Leading sectors of the last allowed read that hold data (the rest read as zeroes). */
+  readDataSectors = 0;
+  /** Tokens released by the last completeWrite, with their results. */
+  readonly releasedTokens: unknown[] = [];
+  readonly releasedResults: ZoneResult[] = [];
+
+  constructor(geo: ZoneGeometry, persisted?: (zone: number) => PersistedZoneState) {
+    this.geo = geo;
+    const n = geo.nrZones;
+    this.cond = new Uint8Array(n);
+    this.flags = new Uint8Array(n);
+    this.wp = new Float64Array(n);
+    this.durWp = new Float64Array(n);
+    this.dataEnd = new Float64Array(n);
+    this.lruPrev = new Int32Array(n).fill(-1);
+    this.lruNext = new Int32Array(n).fill(-1);
+    this.dirtyMark = new Uint8Array(n);
+    for (let z = 0; z < n; z++) {
+      const start = this.zoneStart(z);
+      if (z < geo.conventionalZones) {
+        this.cond[z] = ZoneCond.NOT_WP;
+        this.wp[z] = this.durWp[z] = this.dataEnd[z] = start + this.zoneLen(z);
+        continue;
+      }
+      if (persisted) this.load(z, persisted(z));
+      else { this.cond[z] = ZoneCond.EMPTY; this.wp[z] = this.durWp[z] = this.dataEnd[z] = start; }
+    }
+  }
+
+  /** Restore one sequential zone; open zones come back CLOSED (or EMPTY), as after power loss. */
+  private load(z: number, p: PersistedZoneState): void {
+    const problem = this.validatePersisted(z, p);
+    if (problem) throw new ZbdError('EIMAGE', `zone ${z}: ${problem}`, { zone: z, ...p });
+    const start = this.zoneStart(z);
+    this.flags[z] = p.flags;
+    this.wp[z] = this.durWp[z] = p.wp;
+    this.dataEnd[z] = p.dataEnd;
+    let c: ZoneCond;
+    if (p.flags & ZONE_FLAG_OFFLINE) c = ZoneCond.OFFLINE;
+    else if (p.flags & ZONE_FLAG_READONLY) c = ZoneCond.READONLY;
+    else if (p.wp === start) c = ZoneCond.EMPTY;
+    else if (p.wp === start + this.zoneCap(z)) c = ZoneCond.FULL;
+    else c = ZoneCond.CLOSED;
+    this.cond[z] = c;
+    if (c === ZoneCond.CLOSED) this.nClosed++;
+  }
+
+  /** Why a persisted entry cannot belong to zone z, or null if it can. */
+  validatePersisted(z: number, p: PersistedZoneState): string | null {
+    const start = this.zoneStart(z);
+    const capEnd = start + this.zoneCap(z);
+    const bs = this.geo.blockSectors;
+    if (!Number.isSafeInteger(p.wp) || p.wp < start || p.wp > capEnd) {
+      return `write pointer ${p.wp} outside the zone [${start}, ${capEnd}]`;
+    }
+    if ((p.wp - start) % bs !== 0) return `write pointer ${p.wp} not aligned to the ${this.geo.blockSize}-byte block`;
+    if (!Number.isSafeInteger(p.dataEnd) || p.dataEnd < start || p.dataEnd > p.wp) {
+      return `data end ${p.dataEnd} outside [zone start ${start}, write pointer ${p.wp}]`;
+    }
+    if (p.wp < capEnd && p.dataEnd !== p.wp) return `data end ${p.dataEnd} differs from write pointer ${p.wp} in a zone that is not full`;
+    if ((p.flags & ~(ZONE_FLAG_READONLY | ZONE_FLAG_OFFLINE)) !== 0) return `unknown flags 0x${p.flags.toString(16)}`;
+    return null;
+  }
+
+  // ---- geometry helpers -------------------------------------------------------------------
+
+  zoneOf(sector: number): number { return Math.floor(sector / this.geo.zoneSectors); }
+  zoneStart(z: number): number { return z * this.geo.zoneSectors; }
+  zoneLen(z: number): number {
+    return z === this.geo.nrZones - 1 ? this.geo.capacitySectors - this.zoneStart(z) : this.geo.zoneSectors;
+  }
+  zoneCap(z: number): number {
+    if (z < this.geo.conventionalZones) return this.zoneLen(z);
+    return Math.min(this.geo.zoneCapacitySectors, this.zoneLen(z));
+  }
+  zoneType(z: number): ZoneType {
+    return z < this.geo.conventionalZones ? ZoneType.CONVENTIONAL : ZoneType.SEQ_WRITE_REQUIRED;
+  }
+  zoneCond(z: number): ZoneCond { return this.cond[z] as ZoneCond; }
+  /** Allocated write pointer (where the next write must go). */
+  zoneWp(z: number): number { return this.wp[z]; }
+  zoneFlags(z: number): number { return this.flags[z]; }
+  /** What the backend must persist for zone z. */
+  persistedState(z: number): PersistedZoneState {
+    const wp = this.durWp[z];
+    return { wp, dataEnd: Math.min(this.dataEnd[z], wp), flags: this.flags[z] };
+  }
+  persistedWp(z: number): number { return this.durWp[z]; }
+  persistedDataEnd(z: number): number { return Math.min(this.dataEnd[z], this.durWp[z]); }
+
+  get openZones(): number { return this.nImpOpen + this.nExpOpen; }
+  get implicitOpenZones(): number { return this.nImpOpen; }
+  get explicitOpenZones(): number { return this.nExpOpen; }
+  get closedZones(): number { return this.nClosed; }
+  get activeZones(): number { return this.nImpOpen + this.nExpOpen + this.nClosed; }
+
+  /** True when no write to zone z is in flight (zone management may proceed). */
+  zoneIdle(z: number): boolean { return !this.inflight.has(z); }
+  get idle(): boolean { return this.inflight.size === 0; }
+
+  /** Hand every zone whose persistent state changed since the last call to fn, then forget them. */
+  drainDirty(fn: (zone: number) => void): void {
+    const list = this.dirtyList;
+    if (list.length === 0) return;
+    this.dirtyList = [];
+    for (const z of list) { this.dirtyMark[z] = 0; fn(z); }
+  }
+  get hasDirty(): boolean { return this.dirtyList.length > 0; }
+
+  private markDirty(z: number): void {
+    if (this.dirtyMark[z] === 0) { this.dirtyMark[z] = 1; this.dirtyList.push(z); }
+  }
+
+  // ---- condition changes: the only place resource counters and the LRU move -------------
+
+  private setCond(z: number, c: ZoneCond): void {
+    const old = this.cond[z];
+    if (old === c) return;
+    if (old === ZoneCond.IMP_OPEN) { this.nImpOpen--; this.lruRemove(z); }
+    else if (old === ZoneCond.EXP_OPEN) this.nExpOpen--;
+    else if (old === ZoneCond.CLOSED) this.nClosed--;
+    if (c === ZoneCond.IMP_OPEN) { this.nImpOpen++; this.lruAppend(z); }
+    else if (c === ZoneCond.EXP_OPEN) this.nExpOpen++;
+    else if (c === ZoneCond.CLOSED) this.nClosed++;
+    this.cond[z] = c;
+  }
+
+  private lruAppend(z: number): void {
+    this.lruPrev[z] = this.lruTail;
+    this.lruNext[z] = -1;
+    if (this.lruTail >= 0) this.lruNext[this.lruTail] = z; else this.lruHead = z;
+    this.lruTail = z;
+  }
+  private lruRemove(z: number): void {
+    const p = this.lruPrev[z], n = this.lruNext[z];
+    if (p >= 0) this.lruNext[p] = n; else this.lruHead = n;
+    if (n >= 0) this.lruPrev[n] = p; else this.lruTail = p;
+    this.lruPrev[z] = this.lruNext[z] = -1;
+  }
+  private lruTouch(z: number): void {
+    if (this.lruTail !== z) { this.lruRemove(z); this.lruAppend(z); }
+  }
+
+  private hasActiveRoom(): boolean {
+    const m = this.geo.maxActiveZones;
+    return m === 0 || this.nImpOpen + this.nExpOpen + this.nClosed < m;
+  }
+
+  /**
+   * Make room for one more open zone, implicitly closing the least recently written
+   * implicitly open zone if the open limit is reached.
+   */
+  private makeOpenRoom(): ZoneResult {
+    const m = this.geo.maxOpenZones;
+    if (m === 0 || this.nImpOpen + this.nExpOpen < m) return ZoneResult.OK;
+    const victim = this.lruHead;
+    if (victim < 0) return ZoneResult.OPEN_RESOURCE;
+    this.setCond(victim, this.wp[victim] === this.zoneStart(victim) ? ZoneCond.EMPTY : ZoneCond.CLOSED);
+    return ZoneResult.OK;
+  }
+
+  /** Resources for zone z to become open (implicitly or explicitly). ACTIVE wins over OPEN. */
+  private acquireOpen(z: number): ZoneResult {
+    if (this.cond[z] === ZoneCond.EMPTY && !this.hasActiveRoom()) return ZoneResult.ACTIVE_RESOURCE;
+    return this.makeOpenRoom();
+  }
+
+  // ---- data path --------------------------------------------------------------------------
+
+  /** Decide a read. On OK, readDataSectors tells how much of it is backed by data. */
+  checkRead(sector: number, nsectors: number): ZoneResult {
+    const g = this.geo;
+    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    this.readDataSectors = nsectors;
+    if (nsectors === 0) return ZoneResult.OK;
+    const z = this.zoneOf(sector);
+    const last = this.zoneOf(sector + nsectors - 1);
+    if (z !== last) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
+    if (z < g.conventionalZones) return ZoneResult.OK;
+    if (this.cond[z] === ZoneCond.OFFLINE) return ZoneResult.INVALID;
+    const dataSectors = this.dataEnd[z] - sector;
+    this.readDataSectors = dataSectors <= 0 ? 0 : dataSectors >= nsectors ? nsectors : dataSectors;
+    return ZoneResult.OK;
+  }
+
+  /** Decide a regular write (OUT). On OK the write pointer is reserved; see completeWrite. */
+  beginWrite(sector: number, nsectors: number, token?: unknown): ZoneResult {
+    const g = this.geo;
+    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    this.opZone = -1;
+    this.opSector = sector;
+    if (nsectors === 0) return ZoneResult.OK;
+    const z = this.zoneOf(sector);
+    const last = this.zoneOf(sector + nsectors - 1);
+    if (z < g.conventionalZones) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
+    if (z !== last) return ZoneResult.INVALID;
+    if (sector % g.blockSectors !== 0 || nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
+    const r = this.checkWritable(z, nsectors);
+    if (r !== ZoneResult.OK) return r;
+    if (sector + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
+    if (sector !== this.wp[z]) return ZoneResult.UNALIGNED_WP;
+    return this.allocate(z, nsectors, token);
+  }
+
+  /** Decide a zone append at the zone starting at `sector`. On OK, opSector is where it lands. */
+  beginAppend(sector: number, nsectors: number, token?: unknown): ZoneResult {
+    const g = this.geo;
+    if (g.maxAppendSectors === 0) return ZoneResult.UNSUPPORTED;
+    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    this.opZone = -1;
+    const z = this.zoneOf(sector);
+    if (z < g.conventionalZones || sector !== this.zoneStart(z)) return ZoneResult.INVALID;
+    if (nsectors > g.maxAppendSectors) return ZoneResult.INVALID;
+    if (nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
+    this.opSector = this.wp[z];
+    if (nsectors === 0) return this.cond[z] === ZoneCond.OFFLINE ? ZoneResult.INVALID : ZoneResult.OK;
+    const r = this.checkWritable(z, nsectors);
+    if (r !== ZoneResult.OK) return r;
+    return this.allocate(z, nsectors, token);
+  }
+
+  private checkWritable(z: number, nsectors: number): ZoneResult {
+    const c = this.cond[z];
+    if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
+    if (this.failed.has(z)) return ZoneResult.IO_ERROR;
+    if (this.wp[z] + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
+    return ZoneResult.OK;
+  }
+
+  private allocate(z: number, nsectors: number, token: unknown): ZoneResult {
+    const c = this.cond[z];
+    if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) {
+      const r = this.acquireOpen(z);
+      if (r !== ZoneResult.OK) return r;
+      this.setCond(z, ZoneCond.IMP_OPEN);
+    } else if (c === ZoneCond.IMP_OPEN) {
+      this.lruTouch(z);
+    }
+    const start = this.wp[z];
+    const end = start + nsectors;
+    this.wp[z] = end;
+    this.dataEnd[z] = end;
+    if (end === this.zoneStart(z) + this.zoneCap(z)) this.setCond(z, ZoneCond.FULL);
+    let q = this.inflight.get(z);
+    if (!q) { q = []; this.inflight.set(z, q); }
+    q.push({ start, end, done: false, ok: false, token });
+    this.opZone = z;
+    this.opSector = start;
+    return ZoneResult.OK;
+  }
+
+  /**
+   * The data transfer of an allowed write finished. Writes to one zone are acknowledged in
+   * sector order, so the persisted write pointer never passes data that is not on disk and
+   * no acknowledged write lies above it. Fills releasedTokens/releasedResults with the writes
+   * that may now be completed to the guest (possibly none, possibly several).
+   */
+  completeWrite(z: number, start: number, ok: boolean): void {
+    this.releasedTokens.length = 0;
+    this.releasedResults.length = 0;
+    const q = this.inflight.get(z);
+    const entry = q?.find((w) => w.start === start && !w.done);
+    if (!q || !entry) throw new ZbdError('EARG', `no write in flight at sector ${start} of zone ${z}`, { zone: z, start });
+    entry.done = true;
+    entry.ok = ok;
+    if (!ok) this.failed.add(z);
+    while (q.length > 0 && q[0].done) {
+      const w = q.shift() as InflightWrite;
+      const good = w.ok && !this.failed.has(z);
+      if (good) {
+        this.durWp[z] = w.end;
+        this.markDirty(z);
+      }
+      this.releasedTokens.push(w.token);
+      this.releasedResults.push(good ? ZoneResult.OK : ZoneResult.IO_ERROR);
+    }
+    if (q.length === 0) {
+      this.inflight.delete(z);
+      if (this.failed.delete(z)) this.rollback(z);
+    }
+  }
+
+  /** After a failed write: the zone's write pointer returns to the end of durable data. */
+  private rollback(z: number): void {
+    const start = this.zoneStart(z);
+    const wp = this.durWp[z];
+    this.wp[z] = wp;
+    this.dataEnd[z] = wp;
+    const c = this.cond[z];
+    if (c === ZoneCond.FULL || c === ZoneCond.IMP_OPEN || c === ZoneCond.CLOSED) {
+      // A zone filled by the failed write is not full any more. It may push the active count
+      // over the limit for a moment; later opens then fail until zones are finished or reset.
+      this.setCond(z, wp === start ? ZoneCond.EMPTY : c === ZoneCond.FULL ? ZoneCond.CLOSED : c);
+    }
+  }
+
+  // ---- zone management --------------------------------------------------------------------
+
+  /**
+   * Zone management. The caller must let in-flight writes of the zone (all zones for
+   * RESET_ALL) complete first: zoneIdle()/idle.
+   */
+  zoneMgmt(op: ZoneOp, sector: number): ZoneResult {
+    const g = this.geo;
+    if (op === ZoneOp.RESET_ALL) {
+      for (let z = g.conventionalZones; z < g.nrZones; z++) {
+        const c = this.cond[z];
+        if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.resetZone(z);
+      }
+      return ZoneResult.OK;
+    }
+    if (!(sector >= 0 && sector < g.capacitySectors)) return ZoneResult.INVALID;
+    const z = this.zoneOf(sector);
+    if (sector !== this.zoneStart(z) || z < g.conventionalZones) return ZoneResult.INVALID;
+    if (!this.zoneIdle(z)) throw new ZbdError('EARG', `zone ${z} management while writes are in flight`, { zone: z, op });
+    const c = this.cond[z];
+    const start = this.zoneStart(z);
+    switch (op) {
+      case ZoneOp.OPEN:
+        if (c === ZoneCond.EXP_OPEN) return ZoneResult.OK;
+        if (c === ZoneCond.IMP_OPEN) { this.setCond(z, ZoneCond.EXP_OPEN); return ZoneResult.OK; }
+        if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) {
+          const r = this.acquireOpen(z);
+          if (r === ZoneResult.OK) this.setCond(z, ZoneCond.EXP_OPEN);
+          return r;
+        }
+        return ZoneResult.INVALID;
+      case ZoneOp.CLOSE:
+        if (c === ZoneCond.CLOSED) return ZoneResult.OK;
+        if (isOpenCond(c)) { this.setCond(z, this.wp[z] === start ? ZoneCond.EMPTY : ZoneCond.CLOSED); return ZoneResult.OK; }
+        return ZoneResult.INVALID;
+      case ZoneOp.FINISH: {
+        if (c === ZoneCond.FULL) return ZoneResult.OK;
+        if (c === ZoneCond.EMPTY) {
+          // Finishing an empty zone passes through an open state on real drives.
+          const r = this.acquireOpen(z);
+          if (r !== ZoneResult.OK) return r;
+        } else if (!isOpenCond(c) && c !== ZoneCond.CLOSED) {
+          return ZoneResult.INVALID;
+        }
+        this.dataEnd[z] = this.wp[z];
+        this.wp[z] = this.durWp[z] = start + this.zoneCap(z);
+        this.setCond(z, ZoneCond.FULL);
+        this.markDirty(z);
+        return ZoneResult.OK;
+      }
+      case ZoneOp.RESET:
+        if (c === ZoneCond.EMPTY) return ZoneResult.OK;
+        if (isOpenCond(c) || c === ZoneCond.CLOSED || c === ZoneCond.FULL) { this.resetZone(z); return ZoneResult.OK; }
+        return ZoneResult.INVALID;
+      case ZoneOp.SET_READONLY:
+        if (c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
+        this.flags[z] |= ZONE_FLAG_READONLY;
+        this.setCond(z, ZoneCond.READONLY);
+        this.markDirty(z);
+        return ZoneResult.OK;
+      case ZoneOp.SET_OFFLINE:
+        this.flags[z] |= ZONE_FLAG_OFFLINE;
+        this.setCond(z, ZoneCond.OFFLINE);
+        this.markDirty(z);
+        return ZoneResult.OK;
+      default:
+        return ZoneResult.UNSUPPORTED;
+    }
+  }
+
+  private resetZone(z: number): void {
+    const start = this.zoneStart(z);
+    this.wp[z] = this.durWp[z] = this.dataEnd[z] = start;
+    this.setCond(z, ZoneCond.EMPTY);
+    this.markDirty(z);
+  }
+
+  // ---- reports ----------------------------------------------------------------------------
+
+  /** Report up to maxZones zones from the one containing `sector`. Returns how many were sunk. */
+  report(sector: number, maxZones: number, sink: ReportSink): number {
+    const g = this.geo;
+    if (!(sector >= 0 && sector < g.capacitySectors)) return 0;
+    let n = 0;
+    for (let z = this.zoneOf(sector); z < g.nrZones && n < maxZones; z++) {
+      const start = this.zoneStart(z);
+      const len = this.zoneLen(z);
+      const c = this.cond[z] as ZoneCond;
+      let wp: number;
+      // Linux reports conventional and full zones with wp at the zone end, and read-only or
+      // offline zones with no write pointer; we report the same so host and guest views agree.
+      if (c === ZoneCond.NOT_WP || c === ZoneCond.FULL) wp = start + len;
+      else if (c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) wp = -1;
+      else wp = this.wp[z];
+      if (!sink(start, len, this.zoneCap(z), wp, this.zoneType(z), c)) break;
+      n++;
+    }
+    return n;
+  }
+
+  /** Internal consistency: counters match conditions, write pointers inside zones. For tests and `check`. */
+  checkInvariants(): string[] {
+    const g = this.geo;
+    const problems: string[] = [];
+    let imp = 0, exp = 0, closed = 0;
+    for (let z = 0; z < g.nrZones; z++) {
+      const c = this.cond[z];
+      const start = this.zoneStart(z);
+      if (z < g.conventionalZones) {
+        if (c !== ZoneCond.NOT_WP) problems.push(`zone ${z}: conventional zone in condition ${c}`);
+        continue;
+      }
+      if (c === ZoneCond.IMP_OPEN) imp++; else if (c === ZoneCond.EXP_OPEN) exp++; else if (c === ZoneCond.CLOSED) closed++;
+      const capEnd = start + this.zoneCap(z);
+      if (this.wp[z] < start || this.wp[z] > capEnd) problems.push(`zone ${z}: wp ${this.wp[z]} outside [${start}, ${capEnd}]`);
+      if (this.durWp[z] > this.wp[z]) problems.push(`zone ${z}: durable wp ${this.durWp[z]} above wp ${this.wp[z]}`);
+      if (this.dataEnd[z] > this.wp[z]) problems.push(`zone ${z}: data end above wp`);
+      if (c === ZoneCond.EMPTY && this.wp[z] !== start) problems.push(`zone ${z}: EMPTY with wp ${this.wp[z]}`);
+      if (c === ZoneCond.FULL && this.wp[z] !== capEnd) problems.push(`zone ${z}: FULL with wp ${this.wp[z]}`);
+      if ((c === ZoneCond.CLOSED || c === ZoneCond.IMP_OPEN) && (this.wp[z] === start || this.wp[z] === capEnd)) {
+        problems.push(`zone ${z}: condition ${c} with wp ${this.wp[z]}`);
+      }
+    }
+    if (imp !== this.nImpOpen || exp !== this.nExpOpen || closed !== this.nClosed) {
+      problems.push(`counters imp ${this.nImpOpen}/${imp} exp ${this.nExpOpen}/${exp} closed ${this.nClosed}/${closed}`);
+    }
+    let lruCount = 0;
+    for (let z = this.lruHead; z >= 0; z = this.lruNext[z]) {
+      if (this.cond[z] !== ZoneCond.IMP_OPEN) problems.push(`zone ${z} in the implicit-open list in condition ${this.cond[z]}`);
+      if (++lruCount > g.nrZones) { problems.push('implicit-open list loops'); break; }
+    }
+    if (lruCount !== this.nImpOpen) problems.push(`implicit-open list has ${lruCount} zones, counter ${this.nImpOpen}`);
+    if (g.maxOpenZones && this.nImpOpen + this.nExpOpen > g.maxOpenZones) problems.push(`open zones ${this.nImpOpen + this.nExpOpen} > max ${g.maxOpenZones}`);
+    return problems;
+  }
+}
