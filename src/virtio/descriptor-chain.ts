@@ -1,0 +1,28 @@
+// A popped descriptor chain. The queue keeps one object per head index and reuses it, so the
+// hot path allocates only the guest-memory views themselves.
+import type { DescChain } from './device.js';
+
+export class PooledChain implements DescChain {
+  readonly head: number;
+  readonly readable: Uint8Array[] = [];
+  readonly writable: Uint8Array[] = [];
+  readableBytes = 0;
+  writableBytes = 0;
+  error: string | null = null;
+  /** Popped and not yet pushed. */
+  inFlight = false;
+  /** Generation of the ring that popped it: a push after a ring restart is ignored. */
+  epoch = 0;
+
+  constructor(head: number) {
+    this.head = head;
+  }
+
+  reset(): void {
+    this.readable.length = 0;
+    this.writable.length = 0;
+    this.readableBytes = 0;
+    this.writableBytes = 0;
+    this.error = null;
+  }
+}
