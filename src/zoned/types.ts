@@ -55,7 +55,7 @@ export const SECTOR_SHIFT = 9;
 export const SECTOR_SIZE = 512;
 
 export const ZONE_COND_NAMES: Readonly<Record<number, string>> = {
-  0: 'nw', 1: 'em', 2: 'oi', 3: 'oe', 4: 'cl', 13: 'ro', 14: 'fu', 15: 'ol',
+  0: 'nw', 1: 'em', 2: 'oi', 3: 'oe', 4: 'cl', 13: 'ro', 14: 'fu', 15: 'of',
 };
 /** Long names as util-linux blkzone prints them. */
 export const ZONE_COND_LONG_NAMES: Readonly<Record<number, string>> = {

@@ -1,0 +1,84 @@
+// Command line: `vhost-user-zbd <command>`. Errors print one line naming the flag and exit 2
+// (usage) or 1 (operation failed).
+import yargs, { type Argv } from 'yargs';
+import { ZbdError } from '../errors.js';
+import { cmdCheck, cmdCreate, cmdReport, cmdZone, flagForError, type Out } from './image-commands.js';
+
+const stdio: Out = {
+  out: (l) => process.stdout.write(l + '\n'),
+  err: (l) => process.stderr.write(l + '\n'),
+};
+
+/** Extra commands (serve, bench) register here so main stays one list. */
+export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
+const extraCommands: CommandModule[] = [];
+export function registerCommand(m: CommandModule): void { extraCommands.push(m); }
+
+function positiveInt(name: string) {
+  return (v: unknown): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || n < 0) throw new ZbdError('EARG', `${name} ${String(v)} is not a non-negative integer`, v);
+    return n;
+  };
+}
+
+export async function main(argv: string[], o: Out = stdio): Promise<number> {
+  let pending: Promise<number> | number = 0;
+  const done = (p: Promise<number> | number): void => { pending = p; };
+  let y = yargs(argv)
+    .scriptName('vhost-user-zbd')
+    .usage('$0 <command> [options]\n\nServe a host-managed zoned disk to virtual machines over vhost-user.')
+    .command('create <image>', 'create an emulated zoned disk image (sparse file)', (c) => c
+      .positional('image', { type: 'string', demandOption: true, describe: 'image file to create' })
+      .option('size', { type: 'string', demandOption: true, describe: 'disk capacity, e.g. 4G' })
+      .option('zone-size', { type: 'string', demandOption: true, describe: 'zone size, a power of two, e.g. 64M' })
+      .option('zone-capacity', { type: 'string', describe: 'writable capacity of each zone (≤ zone size); default: zone size (smr) or 31/32 of it (zns)' })
+      .option('conventional', { type: 'string', coerce: positiveInt('--conventional'), describe: 'number of conventional zones at the start' })
+      .option('max-open', { type: 'string', coerce: positiveInt('--max-open'), describe: 'max open zones (0 = unlimited)' })
+      .option('max-active', { type: 'string', coerce: positiveInt('--max-active'), describe: 'max active zones (0 = unlimited)' })
+      .option('max-append', { type: 'string', describe: 'max zone append size, e.g. 1M' })
+      .option('block-size', { type: 'string', coerce: positiveInt('--block-size'), describe: 'logical block size = write granularity: 512 or 4096 (default 4096)' })
+      .option('profile', { choices: ['smr', 'zns'] as const, describe: 'defaults like an SMR disk (no capacity gap, no active limit) or a ZNS SSD (capacity < size, open/active limits)' })
+      .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing image' }),
+    (a) => done(cmdCreate({
+      image: a.image, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
+      conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], maxAppend: a['max-append'],
+      blockSize: a['block-size'], profile: a.profile, force: a.force,
+    }, o)))
+    .command('report <image>', 'print the zones in blkzone report format', (c) => c
+      .positional('image', { type: 'string', demandOption: true })
+      .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
+      .option('zone', { type: 'string', coerce: positiveInt('--zone'), describe: 'first zone to report' })
+      .option('count', { type: 'string', coerce: positiveInt('--count'), describe: 'number of zones to report' }),
+    (a) => done(cmdReport({ image: a.image, json: a.json, zone: a.zone, count: a.count }, o)))
+    .command('check <image>', 'check an image for consistency', (c) => c
+      .positional('image', { type: 'string', demandOption: true })
+      .option('repair', { type: 'boolean', default: false, describe: 'repair what can be repaired without losing acknowledged data' }),
+    (a) => done(cmdCheck({ image: a.image, repair: a.repair }, o)))
+    .command('zone <image> <op> <zone>', 'zone operation on an image that is not in use (reset|open|close|finish|offline|readonly; reset all)', (c) => c
+      .positional('image', { type: 'string', demandOption: true })
+      .positional('op', { type: 'string', choices: ['reset', 'open', 'close', 'finish', 'offline', 'readonly'], demandOption: true })
+      .positional('zone', { type: 'string', demandOption: true, describe: 'zone index, or "all" with reset' }),
+    (a) => done(cmdZone({ image: a.image, op: a.op, zone: a.zone }, o)));
+  for (const m of extraCommands) y = m(y, o, done);
+  y = y.demandCommand(1, 'name a command (see --help)')
+    .strict()
+    .help()
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => { throw err ?? new ZbdError('EARG', msg, undefined); });
+  try {
+    await y.parseAsync();
+    return await pending;
+  } catch (err) {
+    if (err instanceof ZbdError) {
+      const flag = flagForError(err);
+      o.err(`vhost-user-zbd: ${flag ? `${flag}: ` : ''}${err.message}`);
+      return err.code === 'EARG' || err.code === 'EZONEGEOM' ? 2 : 1;
+    }
+    o.err(`vhost-user-zbd: ${(err as Error).stack ?? String(err)}`);
+    return 1;
+  }
+}
