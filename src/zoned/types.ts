@@ -65,3 +65,8 @@ export const ZONE_COND_LONG_NAMES: Readonly<Record<number, string>> = {
 export const ZONE_TYPE_NAMES: Readonly<Record<number, string>> = {
   1: 'CONVENTIONAL', 2: 'SEQ_WRITE_REQUIRED', 3: 'SEQ_WRITE_PREFERRED',
 };
+
+export const ZONE_RESULT_NAMES: Readonly<Record<number, string>> = {
+  0: 'OK', 1: 'INVALID', 2: 'UNALIGNED_WP', 3: 'OPEN_RESOURCE', 4: 'ACTIVE_RESOURCE', 5: 'OUT_OF_RANGE',
+  6: 'IO_ERROR', 7: 'UNSUPPORTED', 8: 'READ_ONLY',
+};

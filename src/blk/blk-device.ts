@@ -1,0 +1,314 @@
+// The virtio-blk device model: decodes requests from descriptor chains, runs them on a
+// Backend, writes the status (and append sector / zone report) back into guest memory.
+import type { Logger } from 'pino';
+import type { Backend, IoVec } from '../backends/backend.js';
+import { iovBytes, iovRead, iovSlice, iovWrite } from '../backends/iovec.js';
+import type { DescChain, VirtQueueHandle, VirtioDevice } from '../virtio/device.js';
+import { ZONE_RESULT_NAMES, ZoneOp, ZoneResult } from '../zoned/types.js';
+import {
+  APPEND_TAIL, BLK_F, CONFIG_SIZE, GET_ID_BYTES, OUT_HDR_SIZE, REQ, REQ_NAMES, STATUS, VIRTIO_F,
+  VIRTIO_ID_BLOCK, ZONE_DESC_SIZE, ZONE_REPORT_HDR, bit,
+} from './constants.js';
+import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
+import { blkStatus } from './status.js';
+
+export interface BlkDeviceOptions {
+  backend: Backend;
+  numQueues: number;
+  /** Largest queue size accepted (SET_VRING_NUM); seg_max derives from it. */
+  maxQueueSize?: number;
+  /** 'hm' serves the zoned model (default when the backend is zoned); 'none' a regular disk. */
+  model?: 'hm' | 'none';
+  logger: Logger;
+}
+
+const MGMT_OPS: Record<number, ZoneOp> = {
+  [REQ.ZONE_OPEN]: ZoneOp.OPEN, [REQ.ZONE_CLOSE]: ZoneOp.CLOSE, [REQ.ZONE_FINISH]: ZoneOp.FINISH,
+  [REQ.ZONE_RESET]: ZoneOp.RESET, [REQ.ZONE_RESET_ALL]: ZoneOp.RESET_ALL,
+};
+
+const ZONE_REQS = new Set<number>([REQ.ZONE_APPEND, REQ.ZONE_REPORT, REQ.ZONE_OPEN, REQ.ZONE_CLOSE, REQ.ZONE_FINISH, REQ.ZONE_RESET, REQ.ZONE_RESET_ALL]);
+
+export class BlkDevice implements VirtioDevice {
+  readonly deviceId = VIRTIO_ID_BLOCK;
+  readonly deviceFeatures: bigint;
+  readonly numQueues: number;
+  readonly maxQueueSize: number;
+  readonly zoned: boolean;
+  private readonly backend: Backend;
+  private readonly log: Logger;
+  private config: Uint8Array;
+  private writeback = true;
+  private driverFeatures = 0n;
+  private zonedNegotiated = false;
+  private readonly inflight: number[];
+  private readonly drainWaiters: (() => void)[][];
+  private readonly pendingNotify = new Set<VirtQueueHandle>();
+  private notifyScheduled = false;
+  private readonly hdr = new Uint8Array(OUT_HDR_SIZE);
+  private readonly hdrView = new DataView(this.hdr.buffer);
+  private readonly serial: Uint8Array;
+
+  constructor(o: BlkDeviceOptions) {
+    this.backend = o.backend;
+    this.log = o.logger;
+    this.numQueues = o.numQueues;
+    this.maxQueueSize = o.maxQueueSize ?? 1024;
+    const info = o.backend.info;
+    this.zoned = (o.model ?? (info.zoned ? 'hm' : 'none')) === 'hm';
+    if (this.zoned && !info.zoned) throw new Error('model hm needs a zoned backend');
+    let f = bit(VIRTIO_F.VERSION_1) | bit(VIRTIO_F.INDIRECT_DESC) | bit(VIRTIO_F.EVENT_IDX) |
+      bit(BLK_F.SEG_MAX) | bit(BLK_F.BLK_SIZE) | bit(BLK_F.FLUSH) | bit(BLK_F.CONFIG_WCE) |
+      bit(BLK_F.TOPOLOGY) | bit(BLK_F.MQ);
+    if (info.readOnly) f |= bit(BLK_F.RO);
+    // Host-managed: no DISCARD (the spec forbids it with HM); ZONED carries the zone model.
+    if (this.zoned) f |= bit(BLK_F.ZONED);
+    this.deviceFeatures = f;
+    this.inflight = new Array<number>(o.numQueues).fill(0);
+    this.drainWaiters = Array.from({ length: o.numQueues }, () => []);
+    this.serial = new Uint8Array(GET_ID_BYTES);
+    this.serial.set(new TextEncoder().encode(info.serial).subarray(0, GET_ID_BYTES));
+    this.config = this.makeConfig();
+  }
+
+  private makeConfig(): Uint8Array {
+    return buildConfig({
+      info: this.backend.info, numQueues: this.numQueues, segMax: this.maxQueueSize - 2,
+      writeback: this.writeback, zoned: this.zoned,
+    });
+  }
+
+  readConfig(offset: number, length: number): Uint8Array {
+    const out = new Uint8Array(length);
+    if (offset < CONFIG_SIZE) out.set(this.config.subarray(offset, Math.min(CONFIG_SIZE, offset + length)));
+    return out;
+  }
+
+  writeConfig(offset: number, data: Uint8Array): void {
+    // Only the writeback byte is driver-writable; QEMU's test device sends the whole space.
+    const at = CONFIG_WRITEBACK_OFFSET - offset;
+    if (at >= 0 && at < data.byteLength) {
+      const wb = data[at] !== 0;
+      if (wb !== this.writeback) {
+        this.writeback = wb;
+        this.config = this.makeConfig();
+        this.log.info({ writeback: wb }, wb ? 'guest enabled the write cache' : 'guest disabled the write cache: every write is flushed before completion');
+      }
+    }
+  }
+
+  setDriverFeatures(features: bigint): void {
+    this.driverFeatures = features;
+    this.zonedNegotiated = this.zoned && (features & bit(BLK_F.ZONED)) !== 0n;
+    // Without FLUSH or CONFIG_WCE the driver cannot ask for durability: be write-through.
+    if ((features & (bit(BLK_F.FLUSH) | bit(BLK_F.CONFIG_WCE))) === 0n) this.writeback = false;
+    this.log.info({ features: '0x' + features.toString(16), zoned: this.zonedNegotiated }, 'driver features negotiated');
+    if (this.zoned && !this.zonedNegotiated) {
+      this.log.error(
+        'the front-end did not negotiate VIRTIO_BLK_F_ZONED: the guest sees a regular disk and zone commands fail with UNSUPP ' +
+        '(writes still obey the zone rules). QEMU vhost-user-blk-pci never passes the zoned feature; use QEMU >= 10.2 with ' +
+        '-device vhost-user-test-device-pci,virtio-id=2,config_size=96 or User-Mode Linux virtio_uml.device=SOCKET:2, ' +
+        'or serve with --model none for a plain disk.');
+    }
+  }
+
+  reset(): void {
+    this.driverFeatures = 0n;
+    this.zonedNegotiated = false;
+    this.writeback = true;
+    this.config = this.makeConfig();
+  }
+
+  drainQueue(q: number): Promise<void> {
+    if (!(this.inflight[q] > 0)) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters[q].push(resolve));
+  }
+
+  queueKicked(queue: VirtQueueHandle): void {
+    for (let chain = queue.pop(); chain; chain = queue.pop()) {
+      this.inflight[queue.index]++;
+      this.handle(queue, chain);
+    }
+    if (this.pendingNotify.size) this.flushNotify();
+  }
+
+  private complete(queue: VirtQueueHandle, chain: DescChain, status: number, written: number): void {
+    const w = chain.writable;
+    if (w.length > 0) {
+      const last = w[w.length - 1];
+      if (last.byteLength > 0) last[last.byteLength - 1] = status;
+    }
+    queue.push(chain, written);
+    this.pendingNotify.add(queue);
+    if (!this.notifyScheduled) {
+      this.notifyScheduled = true;
+      // One notification per batch of completions that resolve together.
+      queueMicrotask(() => this.flushNotify());
+    }
+    const q = queue.index;
+    if (--this.inflight[q] === 0 && this.drainWaiters[q].length) {
+      for (const f of this.drainWaiters[q].splice(0)) f();
+    }
+  }
+
+  private flushNotify(): void {
+    this.notifyScheduled = false;
+    for (const q of this.pendingNotify) q.notify();
+    this.pendingNotify.clear();
+  }
+
+  private reject(queue: VirtQueueHandle, chain: DescChain, status: number, why: string, ctx: Record<string, unknown>): void {
+    this.log.warn({ queue: queue.index, head: chain.head, ...ctx }, `bad request: ${why}`);
+    this.complete(queue, chain, status, chain.writableBytes > 0 ? 1 : 0);
+  }
+
+  private handle(queue: VirtQueueHandle, chain: DescChain): void {
+    if (chain.error) { this.reject(queue, chain, STATUS.IOERR, chain.error, {}); return; }
+    if (chain.writableBytes < 1) {
+      // Nowhere to put a status: return the chain so the guest is not left waiting.
+      this.reject(queue, chain, STATUS.IOERR, 'no device-writable status byte', { readable: chain.readableBytes });
+      return;
+    }
+    if (iovRead(chain.readable, 0, this.hdr) < OUT_HDR_SIZE) {
+      this.reject(queue, chain, STATUS.IOERR, 'request header shorter than 16 bytes', { readable: chain.readableBytes });
+      return;
+    }
+    const type = this.hdrView.getUint32(0, true);
+    const hi = this.hdrView.getUint32(12, true);
+    // Sectors beyond 2^53 cannot be on any disk we serve; keep them out of number arithmetic.
+    const sector = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + this.hdrView.getUint32(8, true);
+    if (ZONE_REQS.has(type) && !this.zonedNegotiated) {
+      this.log.debug({ queue: queue.index, type: REQ_NAMES[type] }, 'zone command without negotiated ZONED');
+      this.complete(queue, chain, STATUS.UNSUPP, 1);
+      return;
+    }
+    switch (type) {
+      case REQ.IN: this.doRead(queue, chain, sector); return;
+      case REQ.OUT: this.doWrite(queue, chain, sector); return;
+      case REQ.FLUSH:
+        this.backend.flush().then((r) => this.done(queue, chain, r, 1, type, sector), (e) => this.fail(queue, chain, e, type, sector));
+        return;
+      case REQ.GET_ID: {
+        const data = iovSlice(chain.writable, 0, chain.writableBytes - 1);
+        const n = iovWrite(data, 0, this.serial.subarray(0, Math.min(GET_ID_BYTES, iovBytes(data))));
+        this.complete(queue, chain, STATUS.OK, n + 1);
+        return;
+      }
+      case REQ.ZONE_APPEND: this.doAppend(queue, chain, sector); return;
+      case REQ.ZONE_REPORT: this.doReport(queue, chain, sector); return;
+      default: {
+        const op = MGMT_OPS[type];
+        if (op !== undefined) {
+          if (chain.readableBytes !== OUT_HDR_SIZE) {
+            this.reject(queue, chain, STATUS.IOERR, 'zone management request carries data', { type: REQ_NAMES[type], readable: chain.readableBytes });
+            return;
+          }
+          this.backend.zoneMgmt(op, sector).then((r) => this.done(queue, chain, r, 1, type, sector), (e) => this.fail(queue, chain, e, type, sector));
+          return;
+        }
+        this.log.debug({ queue: queue.index, type }, 'unsupported request type');
+        this.complete(queue, chain, STATUS.UNSUPP, 1);
+      }
+    }
+  }
+
+  private done(queue: VirtQueueHandle, chain: DescChain, r: ZoneResult, written: number, type: number, sector: number): void {
+    const status = blkStatus(r, this.zonedNegotiated);
+    if (r !== ZoneResult.OK) {
+      const ctx = { queue: queue.index, head: chain.head, type: REQ_NAMES[type] ?? type, sector, result: ZONE_RESULT_NAMES[r] ?? r, status };
+      if (r === ZoneResult.IO_ERROR) this.log.error(ctx, 'request failed'); else this.log.debug(ctx, 'request refused');
+    }
+    this.complete(queue, chain, status, r === ZoneResult.OK ? written : 1);
+  }
+
+  private fail(queue: VirtQueueHandle, chain: DescChain, err: unknown, type: number, sector: number): void {
+    this.log.error({ err, queue: queue.index, head: chain.head, type: REQ_NAMES[type] ?? type, sector }, 'request failed unexpectedly');
+    this.complete(queue, chain, STATUS.IOERR, 1);
+  }
+
+  private doRead(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
+    const len = chain.writableBytes - 1;
+    if (chain.readableBytes !== OUT_HDR_SIZE || len % 512 !== 0) {
+      this.reject(queue, chain, STATUS.IOERR, 'malformed read', { sector, readable: chain.readableBytes, data: len });
+      return;
+    }
+    const data = iovSlice(chain.writable, 0, len);
+    this.backend.read(sector, data).then((r) => this.done(queue, chain, r, len + 1, REQ.IN, sector), (e) => this.fail(queue, chain, e, REQ.IN, sector));
+  }
+
+  private writeData(chain: DescChain): IoVec {
+    return iovSlice(chain.readable, OUT_HDR_SIZE, chain.readableBytes);
+  }
+
+  private doWrite(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
+    const len = chain.readableBytes - OUT_HDR_SIZE;
+    if (len % 512 !== 0 || chain.writableBytes !== 1) {
+      this.reject(queue, chain, STATUS.IOERR, 'malformed write', { sector, data: len, writable: chain.writableBytes });
+      return;
+    }
+    if (this.backend.info.readOnly) { this.complete(queue, chain, STATUS.IOERR, 1); return; }
+    this.backend.write(sector, this.writeData(chain))
+      .then((r) => this.durable(r))
+      .then((r) => this.done(queue, chain, r, 1, REQ.OUT, sector), (e) => this.fail(queue, chain, e, REQ.OUT, sector));
+  }
+
+  /** Write-through mode (cache disabled by the guest): completed means durable. */
+  private durable(r: ZoneResult): ZoneResult | Promise<ZoneResult> {
+    return r === ZoneResult.OK && !this.writeback ? this.backend.flush() : r;
+  }
+
+  private doAppend(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
+    const len = chain.readableBytes - OUT_HDR_SIZE;
+    if (len % 512 !== 0 || chain.writableBytes !== APPEND_TAIL) {
+      this.reject(queue, chain, STATUS.IOERR, 'malformed zone append', { sector, data: len, writable: chain.writableBytes });
+      return;
+    }
+    this.backend.append(sector, this.writeData(chain)).then(async (a) => {
+      const r = await this.durable(a.result);
+      if (r === ZoneResult.OK) {
+        const tail = new Uint8Array(8);
+        new DataView(tail.buffer).setBigUint64(0, BigInt(a.sector), true);
+        iovWrite(chain.writable, 0, tail);
+      }
+      this.done(queue, chain, r, APPEND_TAIL, REQ.ZONE_APPEND, sector);
+    }).catch((e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
+  }
+
+  private doReport(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
+    const len = chain.writableBytes - 1;
+    if (chain.readableBytes !== OUT_HDR_SIZE || len < ZONE_REPORT_HDR) {
+      this.reject(queue, chain, STATUS.ZONE_INVALID_CMD, 'zone report buffer smaller than its 64-byte header', { sector, data: len });
+      return;
+    }
+    const info = this.backend.info;
+    if (sector >= info.capacitySectors) {
+      this.done(queue, chain, ZoneResult.INVALID, 1, REQ.ZONE_REPORT, sector);
+      return;
+    }
+    const zones = info.zoned as NonNullable<typeof info.zoned>;
+    const remaining = zones.nrZones - Math.floor(sector / zones.zoneSectors);
+    const max = Math.min(Math.floor((len - ZONE_REPORT_HDR) / ZONE_DESC_SIZE), remaining);
+    const bytes = ZONE_REPORT_HDR + max * ZONE_DESC_SIZE;
+    // Per report (not a hot path): reports complete asynchronously and may overlap.
+    const buf = new Uint8Array(bytes);
+    const dv = new DataView(buf.buffer, buf.byteOffset, bytes);
+    let off = ZONE_REPORT_HDR;
+    this.backend.reportZones(sector, max, (start, zlen, cap, wp, type, cond) => {
+      dv.setBigUint64(off, BigInt(cap), true);
+      dv.setBigUint64(off + 8, BigInt(start), true);
+      dv.setBigUint64(off + 16, wp < 0 ? 0xffffffffffffffffn : BigInt(wp), true);
+      dv.setUint8(off + 24, type);
+      dv.setUint8(off + 25, cond);
+      off += ZONE_DESC_SIZE;
+      return true;
+    }).then((n) => {
+      // nr_zones counts only the descriptors fully transferred.
+      dv.setBigUint64(0, BigInt(n), true);
+      const used = ZONE_REPORT_HDR + n * ZONE_DESC_SIZE;
+      iovWrite(chain.writable, 0, buf.subarray(0, used));
+      this.done(queue, chain, ZoneResult.OK, used + 1, REQ.ZONE_REPORT, sector);
+    }, (e) => this.fail(queue, chain, e, REQ.ZONE_REPORT, sector));
+  }
+
+  get negotiatedFeatures(): bigint { return this.driverFeatures; }
+}
