@@ -3,16 +3,16 @@
 import yargs, { type Argv } from 'yargs';
 import { ZbdError } from '../errors.js';
 import { cmdCheck, cmdCreate, cmdReport, cmdZone, flagForError, type Out } from './image-commands.js';
+import { serveCommand } from './serve-command.js';
 
 const stdio: Out = {
   out: (l) => process.stdout.write(l + '\n'),
   err: (l) => process.stderr.write(l + '\n'),
 };
 
-/** Extra commands (serve, bench) register here so main stays one list. */
+/** A command defined in its own module (serve, bench). */
 export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
-const extraCommands: CommandModule[] = [];
-export function registerCommand(m: CommandModule): void { extraCommands.push(m); }
+const commandModules: CommandModule[] = [serveCommand];
 
 function positiveInt(name: string) {
   return (v: unknown): number | undefined => {
@@ -61,7 +61,7 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .positional('op', { type: 'string', choices: ['reset', 'open', 'close', 'finish', 'offline', 'readonly'], demandOption: true })
       .positional('zone', { type: 'string', demandOption: true, describe: 'zone index, or "all" with reset' }),
     (a) => done(cmdZone({ image: a.image, op: a.op, zone: a.zone }, o)));
-  for (const m of extraCommands) y = m(y, o, done);
+  for (const m of commandModules) y = m(y, o, done);
   y = y.demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()

@@ -1,0 +1,147 @@
+// `vhost-user-zbd serve`: the daemon. Listens on a Unix socket and serves one disk to
+// whichever VMM connects, one front-end at a time, until SIGINT/SIGTERM.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import type { LevelWithSilent } from 'pino';
+import { ZbdError } from '../errors.js';
+import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
+import type { Backend } from '../backends/backend.js';
+import { openImage } from '../backends/file-backend.js';
+import { createMemoryBackend } from '../backends/memory-backend.js';
+import { RawFileBackend } from '../backends/raw-file-backend.js';
+import { BlkDevice } from '../blk/blk-device.js';
+import { VhostUserServer } from '../vhost-user/server.js';
+import { bytesToSectors, parseSize } from '../zoned/geometry.js';
+import type { CommandModule } from './main.js';
+import type { Out } from './image-commands.js';
+
+export interface ServeArgs {
+  socket: string;
+  image?: string;
+  memory?: boolean;
+  size?: string;
+  zoneSize?: string;
+  zoneCapacity?: string;
+  conventional?: number;
+  maxOpen?: number;
+  maxActive?: number;
+  blockSize?: number;
+  model: 'hm' | 'none';
+  queues: number;
+  queueSize: number;
+  readOnly: boolean;
+  logLevel: LevelWithSilent;
+  /** Print ready-to-paste VM command lines once listening. */
+  hints: boolean;
+}
+
+export function openBackend(a: ServeArgs, log: Logger): Backend {
+  if (!!a.image === !!a.memory) throw new ZbdError('EARG', 'give exactly one of --image IMG or --memory', a.image);
+  if (a.memory) {
+    if (!a.size) throw new ZbdError('EARG', '--memory needs --size', undefined);
+    const sectors = (flag: string, v: string): number => bytesToSectors(flag, parseSize(flag, v));
+    return createMemoryBackend({
+      capacitySectors: sectors('--size', a.size),
+      zoneSectors: sectors('--zone-size', a.zoneSize ?? '64M'),
+      zoneCapacitySectors: a.zoneCapacity ? sectors('--zone-capacity', a.zoneCapacity) : undefined,
+      conventionalZones: a.conventional ?? 0,
+      maxOpenZones: a.maxOpen, maxActiveZones: a.maxActive, blockSize: a.blockSize ?? 4096,
+    }, { readOnly: a.readOnly, logger: log });
+  }
+  const image = a.image as string;
+  if (a.model === 'none') return RawFileBackend.open(image, { readOnly: a.readOnly, blockSize: a.blockSize, logger: log });
+  return openImage(image, { readOnly: a.readOnly, logger: log }).backend;
+}
+
+export function vmHints(socket: string, queues: number): string[] {
+  const s = path.resolve(socket);
+  return [
+    'Zoned guest, User-Mode Linux 6.12 (qemu-scripts/run-uml.sh builds and boots one):',
+    `  linux mem=512M ... virtio_uml.device=${s}:2`,
+    'Zoned guest, QEMU >= 10.2 (shared guest memory is required):',
+    `  qemu-system-x86_64 -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size=2G,share=on \\`,
+    `    -chardev socket,id=vu0,path=${s} \\`,
+    `    -device vhost-user-test-device-pci,chardev=vu0,virtio-id=2,num_vqs=${queues},vq_size=256,config_size=96 ...`,
+    'QEMU < 10.2 (vhost-user-blk-pci never passes the zoned feature): serve with --model none for a regular disk.',
+  ];
+}
+
+/** Start serving; resolves with the exit code after SIGINT/SIGTERM. */
+export async function serve(a: ServeArgs, o: Out): Promise<number> {
+  const log = createLogger(a.logLevel);
+  if (!Number.isInteger(a.queues) || a.queues < 1 || a.queues > 64) throw new ZbdError('EARG', `--queues ${a.queues} must be 1..64`, a.queues);
+  if (!Number.isInteger(a.queueSize) || a.queueSize < 2 || a.queueSize > 32768 || (a.queueSize & (a.queueSize - 1)) !== 0) {
+    throw new ZbdError('EARG', `--queue-size ${a.queueSize} must be a power of two from 2 to 32768`, a.queueSize);
+  }
+  const backend = openBackend(a, log);
+  const device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
+  const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  try {
+    server.listen();
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
+  const i = backend.info;
+  log.info({
+    socket: a.socket, image: a.image ?? '(memory)', model: device.zoned ? 'host-managed' : 'none', queues: a.queues,
+    capacityBytes: i.capacitySectors * 512, zones: i.zoned?.nrZones, zoneBytes: i.zoned ? i.zoned.zoneSectors * 512 : undefined,
+    readOnly: i.readOnly, serial: i.serial,
+  }, 'serving');
+  if (a.hints) for (const l of vmHints(a.socket, a.queues)) o.out(l);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, 'stopping: finishing in-flight requests');
+      (async () => {
+        let code = 0;
+        try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
+        try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
+        try { fs.rmSync(a.socket, { force: true }); } catch { /* already gone */ }
+        log.info({ code }, 'stopped');
+        log.flush?.();
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
+        resolve(code);
+      })();
+    };
+    const onInt = (): void => stop('SIGINT');
+    const onTerm = (): void => stop('SIGTERM');
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+  });
+}
+
+const intOpt = (name: string) => (v: unknown): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new ZbdError('EARG', `${name} ${String(v)} is not a non-negative integer`, v);
+  return n;
+};
+
+export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serve', 'serve a disk to a VM over vhost-user', (c) => c
+  .option('socket', { type: 'string', demandOption: true, describe: 'Unix socket path to listen on (created 0600)' })
+  .option('image', { type: 'string', describe: 'zoned image (see create); with --model none, any raw file' })
+  .option('memory', { type: 'boolean', describe: 'serve a zoned disk in RAM (lost at exit)' })
+  .option('size', { type: 'string', describe: '--memory: capacity, e.g. 4G' })
+  .option('zone-size', { type: 'string', describe: '--memory: zone size (default 64M)' })
+  .option('zone-capacity', { type: 'string', describe: '--memory: zone capacity' })
+  .option('conventional', { type: 'string', coerce: intOpt('--conventional'), describe: '--memory: conventional zones' })
+  .option('max-open', { type: 'string', coerce: intOpt('--max-open'), describe: '--memory: max open zones' })
+  .option('max-active', { type: 'string', coerce: intOpt('--max-active'), describe: '--memory: max active zones' })
+  .option('block-size', { type: 'string', coerce: intOpt('--block-size'), describe: 'logical block size (memory / raw file)' })
+  .option('model', { choices: ['hm', 'none'] as const, default: 'hm' as const, describe: 'hm: host-managed zoned disk; none: regular disk from a raw file' })
+  .option('queues', { type: 'string', coerce: intOpt('--queues'), default: '1', describe: 'number of request queues' })
+  .option('queue-size', { type: 'string', coerce: intOpt('--queue-size'), default: '1024', describe: 'largest virtqueue size accepted' })
+  .option('read-only', { type: 'boolean', default: false })
+  .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
+  .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' }),
+(a) => done(serve({
+  socket: a.socket, image: a.image, memory: a.memory, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
+  conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
+  model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
+  logLevel: a['log-level'], hints: a.hints,
+}, o)));
