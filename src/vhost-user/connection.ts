@@ -23,7 +23,10 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 /** Exactly what this back-end implements (QEMU acks any offered bit, so never offer more). */
 export const OFFERED_PROTOCOL_FEATURES =
   bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
-  bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS);
+  bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) |
+  // UML 6.12 allocates its device interrupt only when BACKEND_REQ is negotiated; without it
+  // the vring call interrupt collides with the timer and virtio_blk fails to probe (-EBUSY).
+  bit(ProtocolFeature.BACKEND_REQ);
 
 const VIRTIO_RING_F_EVENT_IDX = 29n;
 
@@ -69,6 +72,8 @@ export class FrontendConnection {
   private offeredFeatures: bigint;
   private ackedFeatures = 0n;
   private protocolFeatures = 0n;
+  /** Back-end request channel from SET_BACKEND_REQ_FD (-1 if none). */
+  private backendReqFd = -1;
   private owner = false;
   /** Messages handled (for tests and debug logs). */
   messagesHandled = 0;
@@ -283,6 +288,16 @@ export class FrontendConnection {
         const data = this.device.readConfig(c.offset, c.size);
         // The reply must carry exactly the requested size (QEMU and UML check it).
         return encodeConfig(c.offset, c.size, c.flags, data.length === c.size ? data : fit(data, c.size));
+      }
+      case Req.SET_BACKEND_REQ_FD: {
+        if (!this.hasProtocol(ProtocolFeature.BACKEND_REQ)) throw protoErr(m, 'BACKEND_REQ not negotiated', m.request);
+        expectSize(m, 0);
+        if (m.fds.length !== 1 || m.fds[0] < 0) throw protoErr(m, `needs exactly one fd, got ${m.fds.length}`, m.fds.length);
+        // Kept for back-end initiated messages (config change); replaced if sent again.
+        if (this.backendReqFd >= 0) closeFd(this.backendReqFd);
+        this.backendReqFd = m.fds[0];
+        m.fds[0] = -1;
+        return null;
       }
       case Req.SET_CONFIG: {
         expectNoFds(m);
@@ -508,6 +523,7 @@ export class FrontendConnection {
       for (const r of this.retired) r.unmap();
       this.retired.clear();
       for (const m of this.queue.splice(0)) closeAll(m.fds);
+      if (this.backendReqFd >= 0) { closeFd(this.backendReqFd); this.backendReqFd = -1; }
       try {
         this.device.reset();
       } catch (err) {
