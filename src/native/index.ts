@@ -1,0 +1,413 @@
+// The typed door to the native addon (native/addon.cc): unix sockets that pass fds,
+// shared memory mappings, eventfd counters, fd polling on the Node loop, file locks and
+// the Linux zoned block device ioctls. This is the only module that loads the addon.
+//
+// Every argument is validated here; a bad one throws ZbdError 'EARG' before any system
+// call. A failing system call throws NativeError (a ZbdError with code 'ENATIVE') carrying
+// errno, its name and the syscall. "Would block" is never an error: each function
+// documents the value it returns instead.
+
+import { Buffer, constants as bufferConstants } from 'node:buffer';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorMap, inspect } from 'node:util';
+import { ZbdError } from '../errors.js';
+
+/** A failed system call: ZbdError code 'ENATIVE', plus errno facts for callers to act on. */
+export class NativeError extends ZbdError {
+  readonly syscall: string;
+  /** Positive errno number, e.g. 9. */
+  readonly errno: number;
+  /** Errno name, e.g. 'EBADF'. */
+  readonly errnoName: string;
+
+  /** detail lists the arguments of the call, e.g. "fd=7, len=4096". */
+  constructor(syscall: string, errno: number, detail: string) {
+    const [name, description] = getSystemErrorMap().get(-errno) ?? [`errno ${errno}`, 'unknown error'];
+    super('ENATIVE', `${syscall}(${detail}) failed: ${name} (${description})`, detail);
+    this.syscall = syscall;
+    this.errno = errno;
+    this.errnoName = name;
+  }
+}
+
+// ---- loading -------------------------------------------------------------------------------
+
+type PollCallback = (err: Error | null, readable: boolean, writable: boolean) => void;
+
+interface NativePoller {
+  setEvents(mask: number): boolean; // false once stopped
+  stop(): void;
+  ref(): void;
+  unref(): void;
+}
+
+/** The raw addon. Its functions trust their argument types, so only this module calls them. */
+interface Addon {
+  setErrorFactory(factory: (syscall: string, errno: number, detail: string) => Error): void;
+  listenUnix(path: string, backlog: number): number;
+  acceptUnix(listenFd: number): number;
+  connectUnix(path: string): number;
+  socketpair(): [number, number];
+  recvMsg(fd: number, buf: Uint8Array, fds: Int32Array): number;
+  sendMsg(fd: number, buf: Uint8Array, fds: readonly number[] | undefined): number;
+  closeFd(fd: number): void;
+  eventfd(): number;
+  writeCounter(fd: number, value: number): boolean;
+  readCounter(fd: number): number;
+  memfdCreate(name: string, size: number): number;
+  mmap(fd: number, offset: number, length: number, writable: boolean): ArrayBuffer;
+  munmap(ab: ArrayBuffer): boolean; // false: not a live mapping made by mmap
+  memoryBarrier(): void;
+  pageSize(): number;
+  flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean;
+  fallocate(fd: number, mode: number, offset: number, length: number): void;
+  blkGetZoneSize(fd: number): number;
+  blkGetNrZones(fd: number): number;
+  blkReportZones(fd: number, sector: number, buf: Uint8Array): number;
+  blkZoneMgmt(fd: number, request: number, sector: number, nrSectors: number): void;
+  FdPoller: new (fd: number, mask: number, callback: PollCallback) => NativePoller;
+  POLL_READABLE: number;
+  POLL_WRITABLE: number;
+  BLK_ZONE_OP: { RESET: number; OPEN: number; CLOSE: number; FINISH: number };
+  FALLOC_FL_KEEP_SIZE: number;
+  FALLOC_FL_PUNCH_HOLE: number;
+}
+
+// The package root holds package.json and binding.gyp, whether this file runs compiled
+// from dist/native or as TypeScript from src/native (vitest).
+function packageRoot(): string {
+  const start = dirname(fileURLToPath(import.meta.url));
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
+    if (dirname(dir) === dir) {
+      throw new ZbdError('ENATIVE', `no package root (package.json with binding.gyp) above ${start}`, start);
+    }
+  }
+}
+
+function loadAddon(): Addon {
+  const path = join(packageRoot(), 'build', 'Release', 'vhost_user_zbd_native.node');
+  let loaded: Addon;
+  try {
+    loaded = createRequire(import.meta.url)(path) as Addon;
+  } catch (cause) {
+    throw new ZbdError('ENATIVE', `cannot load native addon ${path} (build it with npm install)`, path, { cause });
+  }
+  loaded.setErrorFactory((syscall, errno, detail) => new NativeError(syscall, errno, detail));
+  return loaded;
+}
+
+const addon = loadAddon();
+const PAGE_SIZE = addon.pageSize();
+const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+// ---- argument checks -----------------------------------------------------------------------
+
+function show(value: unknown): string {
+  return inspect(value, { depth: 0, maxArrayLength: 0, maxStringLength: 120, breakLength: Infinity });
+}
+
+function argError(fn: string, what: string, value: unknown): ZbdError {
+  return new ZbdError('EARG', `${fn}: ${what}, got ${show(value)}`, value);
+}
+
+function checkInt(fn: string, name: string, value: unknown, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw argError(fn, `${name} must be an integer in [${min}, ${max}]`, value);
+  }
+}
+
+function checkFd(fn: string, value: unknown, name = 'fd'): asserts value is number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
+    throw argError(fn, `${name} must be a file descriptor (integer >= 0)`, value);
+  }
+}
+
+function checkBool(fn: string, name: string, value: unknown): asserts value is boolean {
+  if (typeof value !== 'boolean') throw argError(fn, `${name} must be a boolean`, value);
+}
+
+function checkBytes(fn: string, name: string, value: unknown, minLength: number): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array) || value.byteLength < minLength) {
+    throw argError(fn, `${name} must be a Uint8Array of at least ${minLength} bytes`, value);
+  }
+}
+
+// A NUL-free string whose UTF-8 form is 1..maxBytes long (the C side adds the NUL).
+function checkCString(fn: string, name: string, value: unknown, maxBytes: number): asserts value is string {
+  if (typeof value !== 'string' || value.includes('\0') ||
+      value.length === 0 || Buffer.byteLength(value) > maxBytes) {
+    throw argError(fn, `${name} must be a string of 1..${maxBytes} UTF-8 bytes without NUL`, value);
+  }
+}
+
+const SUN_PATH_MAX = 107; // sizeof(sockaddr_un.sun_path) minus the NUL
+const MEMFD_NAME_MAX = 249; // NAME_MAX minus the "memfd:" prefix
+const MAX_SEND_FDS = 8;
+
+// ---- unix sockets --------------------------------------------------------------------------
+
+/**
+ * Creates a non-blocking listening unix stream socket at path (which must not exist),
+ * mode 0600 before listen(), so only our user can ever connect. Returns the fd.
+ */
+export function listenUnix(path: string, backlog = 16): number {
+  checkCString('listenUnix', 'path', path, SUN_PATH_MAX);
+  checkInt('listenUnix', 'backlog', backlog, 0, 0x7fffffff);
+  return addon.listenUnix(path, backlog);
+}
+
+/** Accepts one connection as a non-blocking fd; -1 if none is pending. */
+export function acceptUnix(listenFd: number): number {
+  checkFd('acceptUnix', listenFd, 'listenFd');
+  return addon.acceptUnix(listenFd);
+}
+
+/** Connects to a unix stream socket (blocking), then returns the fd made non-blocking. */
+export function connectUnix(path: string): number {
+  checkCString('connectUnix', 'path', path, SUN_PATH_MAX);
+  return addon.connectUnix(path);
+}
+
+/** A connected pair of non-blocking unix stream sockets. */
+export function socketpair(): [number, number] {
+  return addon.socketpair();
+}
+
+/**
+ * One recvmsg() into the whole of buf. Returns the byte count, 0 at EOF, -1 if nothing is
+ * available. Received fds go to fds[0..n-1] and the rest of fds is set to -1; fds beyond
+ * fds.length are closed. The caller owns (and must close) every fd it is given.
+ */
+export function recvMsg(fd: number, buf: Uint8Array, fds: Int32Array): number {
+  checkFd('recvMsg', fd);
+  checkBytes('recvMsg', 'buf', buf, 1);
+  if (!(fds instanceof Int32Array)) throw argError('recvMsg', 'fds must be an Int32Array', fds);
+  return addon.recvMsg(fd, buf, fds);
+}
+
+/**
+ * One sendmsg() of buf with up to 8 fds attached (SCM_RIGHTS). Returns the bytes sent,
+ * which may be fewer than buf.length, or -1 if the socket is full (nothing sent). The fds
+ * travel with the first byte sent. A vanished peer throws EPIPE, never SIGPIPE.
+ */
+export function sendMsg(fd: number, buf: Uint8Array, fds?: readonly number[]): number {
+  checkFd('sendMsg', fd);
+  checkBytes('sendMsg', 'buf', buf, 1);
+  if (fds !== undefined) {
+    if (!Array.isArray(fds) || fds.length > MAX_SEND_FDS) {
+      throw argError('sendMsg', `fds must be an array of at most ${MAX_SEND_FDS} fds`, fds);
+    }
+    for (const f of fds) checkFd('sendMsg', f, 'fds[]');
+  }
+  return addon.sendMsg(fd, buf, fds);
+}
+
+/** Closes fd. An EINTR from close() counts as closed (Linux has released the fd). */
+export function closeFd(fd: number): void {
+  checkFd('closeFd', fd);
+  addon.closeFd(fd);
+}
+
+// ---- eventfd counters ----------------------------------------------------------------------
+
+/** A non-blocking eventfd with counter 0. */
+export function eventfd(): number {
+  return addon.eventfd();
+}
+
+/**
+ * Adds value (default 1) to an eventfd, or sends it as an 8-byte little-endian counter on
+ * a stream socket (UML uses a socketpair as its call fd). false if it would block.
+ */
+export function writeCounter(fd: number, value = 1): boolean {
+  checkFd('writeCounter', fd);
+  checkInt('writeCounter', 'value', value, 0, MAX_SAFE);
+  return addon.writeCounter(fd, value);
+}
+
+/**
+ * Reads and resets an eventfd counter (or reads one 8-byte counter from a socket).
+ * 0 if nothing is pending, -1 at EOF (socket peer closed). Values above 2^53 lose precision.
+ */
+export function readCounter(fd: number): number {
+  checkFd('readCounter', fd);
+  return addon.readCounter(fd);
+}
+
+// ---- shared memory -------------------------------------------------------------------------
+
+/** An anonymous shared memory file of size bytes (close-on-exec, sealing allowed). */
+export function memfdCreate(name: string, size: number): number {
+  checkCString('memfdCreate', 'name', name, MEMFD_NAME_MAX);
+  checkInt('memfdCreate', 'size', size, 0, MAX_SAFE);
+  return addon.memfdCreate(name, size);
+}
+
+/**
+ * Maps length bytes of fd at offset (a multiple of pageSize()), MAP_SHARED, read-write
+ * unless writable is false. length is at most buffer.constants.MAX_LENGTH (4 GiB on
+ * Node 20), the most a Uint8Array can view. The ArrayBuffer is never unmapped by the
+ * garbage collector: call munmap. Writing to a read-only mapping kills the process
+ * (SIGSEGV), so views over it must be read only.
+ */
+export function mmap(fd: number, offset: number, length: number, writable = true): ArrayBuffer {
+  checkFd('mmap', fd);
+  checkInt('mmap', 'offset', offset, 0, MAX_SAFE);
+  if (offset % PAGE_SIZE !== 0) throw argError('mmap', `offset must be a multiple of the page size ${PAGE_SIZE}`, offset);
+  checkInt('mmap', 'length', length, 1, bufferConstants.MAX_LENGTH);
+  checkBool('mmap', 'writable', writable);
+  return addon.mmap(fd, offset, length, writable);
+}
+
+/**
+ * Unmaps an ArrayBuffer returned by mmap and detaches it: it and every view over it then
+ * have length 0, so no later access can reach the freed memory. Do not unmap memory that
+ * asynchronous I/O is still using. Throws for any other buffer and on a second call.
+ */
+export function munmap(ab: ArrayBuffer): void {
+  if (!(ab instanceof ArrayBuffer)) throw argError('munmap', 'expected an ArrayBuffer returned by mmap', ab);
+  if (!addon.munmap(ab)) {
+    throw argError('munmap', 'not a live mapping made by mmap (already unmapped?)', ab);
+  }
+}
+
+/** A full (sequentially consistent) memory fence, for ring indexes shared with the guest. */
+export function memoryBarrier(): void {
+  addon.memoryBarrier();
+}
+
+/** The system page size in bytes. */
+export function pageSize(): number {
+  return PAGE_SIZE;
+}
+
+// ---- fd polling ----------------------------------------------------------------------------
+
+export type PollEvents = 'r' | 'w' | 'rw';
+
+const POLL_MASKS: Readonly<Record<PollEvents, number>> = {
+  r: addon.POLL_READABLE,
+  w: addon.POLL_WRITABLE,
+  rw: addon.POLL_READABLE | addon.POLL_WRITABLE,
+};
+
+function pollMask(fn: string, events: unknown): number {
+  if (typeof events !== 'string' || !Object.hasOwn(POLL_MASKS, events)) {
+    throw argError(fn, "events must be 'r', 'w' or 'rw'", events);
+  }
+  return POLL_MASKS[events as PollEvents];
+}
+
+/**
+ * Watches fd for readiness on the Node event loop (level-triggered: the callback repeats
+ * while the condition holds). An error from the poll arrives as a NativeError with both
+ * flags false. A poller keeps the loop alive (see unref) and itself from being collected
+ * until stop(). stop() before closing the fd, and poll an fd with one poller at a time.
+ */
+export class FdPoller {
+  readonly #poller: NativePoller;
+
+  constructor(fd: number, events: PollEvents, callback: (err: Error | null, readable: boolean, writable: boolean) => void) {
+    checkFd('FdPoller', fd);
+    const mask = pollMask('FdPoller', events);
+    if (typeof callback !== 'function') throw argError('FdPoller', 'callback must be a function', callback);
+    this.#poller = new addon.FdPoller(fd, mask, callback);
+  }
+
+  /** Changes the watched events; throws once stopped. */
+  setEvents(events: PollEvents): void {
+    if (!this.#poller.setEvents(pollMask('FdPoller.setEvents', events))) {
+      throw argError('FdPoller.setEvents', 'poller is stopped', events);
+    }
+  }
+
+  /** Stops for good: no callback after this returns. Idempotent; leaves the fd open. */
+  stop(): void {
+    this.#poller.stop();
+  }
+
+  /** Keeps the event loop alive while polling (the default). */
+  ref(): void {
+    this.#poller.ref();
+  }
+
+  /** Lets the process exit even while polling. */
+  unref(): void {
+    this.#poller.unref();
+  }
+}
+
+// ---- files ---------------------------------------------------------------------------------
+
+/**
+ * flock() on fd: shared or exclusive, waiting unless nonblocking. Returns false if
+ * nonblocking and the lock is held through another open file description.
+ */
+export function flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean {
+  checkFd('flock', fd);
+  checkBool('flock', 'exclusive', exclusive);
+  checkBool('flock', 'nonblocking', nonblocking);
+  return addon.flock(fd, exclusive, nonblocking);
+}
+
+export const FALLOC_FL_KEEP_SIZE: number = addon.FALLOC_FL_KEEP_SIZE;
+export const FALLOC_FL_PUNCH_HOLE: number = addon.FALLOC_FL_PUNCH_HOLE;
+
+/** fallocate(2): mode 0 allocates; FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE frees a range. */
+export function fallocate(fd: number, mode: number, offset: number, length: number): void {
+  checkFd('fallocate', fd);
+  checkInt('fallocate', 'mode', mode, 0, 0x7fffffff);
+  checkInt('fallocate', 'offset', offset, 0, MAX_SAFE);
+  checkInt('fallocate', 'length', length, 1, MAX_SAFE);
+  addon.fallocate(fd, mode, offset, length);
+}
+
+// ---- zoned block devices -------------------------------------------------------------------
+
+/** Zone size in 512-byte sectors (BLKGETZONESZ); 0 for a block device that is not zoned. */
+export function blkGetZoneSize(fd: number): number {
+  checkFd('blkGetZoneSize', fd);
+  return addon.blkGetZoneSize(fd);
+}
+
+/** Number of zones (BLKGETNRZONES). */
+export function blkGetNrZones(fd: number): number {
+  checkFd('blkGetNrZones', fd);
+  return addon.blkGetNrZones(fd);
+}
+
+/** Size of struct blk_zone_report, the header at the start of a report buffer. */
+export const BLK_ZONE_REPORT_HEADER_SIZE = 16;
+/** Size of one struct blk_zone in a report buffer. */
+export const BLK_ZONE_SIZE = 64;
+
+/**
+ * BLKREPORTZONE from sector: buf[0..16) is the struct blk_zone_report header (sector u64,
+ * nr_zones u32, flags u32, filled in by the kernel), then up to
+ * floor((buf.length - 16) / 64) struct blk_zone entries. Returns the zones reported.
+ */
+export function blkReportZones(fd: number, sector: number, buf: Uint8Array): number {
+  checkFd('blkReportZones', fd);
+  checkInt('blkReportZones', 'sector', sector, 0, MAX_SAFE);
+  checkBytes('blkReportZones', 'buf', buf, BLK_ZONE_REPORT_HEADER_SIZE + BLK_ZONE_SIZE);
+  return addon.blkReportZones(fd, sector, buf);
+}
+
+/** Zone management operations for blkZoneMgmt; the values are the ioctl request numbers. */
+export const BLK_ZONE_OP: { readonly RESET: number; readonly OPEN: number; readonly CLOSE: number; readonly FINISH: number } =
+  Object.freeze({ ...addon.BLK_ZONE_OP });
+
+const ZONE_OPS: ReadonlySet<number> = new Set(Object.values(BLK_ZONE_OP));
+
+/** BLKRESETZONE / BLKOPENZONE / BLKCLOSEZONE / BLKFINISHZONE over [sector, sector + nrSectors). */
+export function blkZoneMgmt(fd: number, op: number, sector: number, nrSectors: number): void {
+  checkFd('blkZoneMgmt', fd);
+  if (!ZONE_OPS.has(op)) throw argError('blkZoneMgmt', 'op must be a BLK_ZONE_OP value', op);
+  checkInt('blkZoneMgmt', 'sector', sector, 0, MAX_SAFE);
+  checkInt('blkZoneMgmt', 'nrSectors', nrSectors, 0, MAX_SAFE);
+  addon.blkZoneMgmt(fd, op, sector, nrSectors);
+}
