@@ -6,7 +6,7 @@ import { iovBytes, iovRead, iovSlice, iovWrite } from '../backends/iovec.js';
 import type { DescChain, VirtQueueHandle, VirtioDevice } from '../virtio/device.js';
 import { ZONE_RESULT_NAMES, ZoneOp, ZoneResult } from '../zoned/types.js';
 import {
-  APPEND_TAIL, BLK_F, CONFIG_SIZE, GET_ID_BYTES, OUT_HDR_SIZE, REQ, REQ_NAMES, STATUS, VIRTIO_F,
+  APPEND_TAIL, APPEND_TAIL_MAX, BLK_F, CONFIG_SIZE, GET_ID_BYTES, OUT_HDR_SIZE, REQ, REQ_NAMES, STATUS, VIRTIO_F,
   VIRTIO_ID_BLOCK, ZONE_DESC_SIZE, ZONE_REPORT_HDR, bit,
 } from './constants.js';
 import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
@@ -259,18 +259,21 @@ export class BlkDevice implements VirtioDevice {
 
   private doAppend(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
     const len = chain.readableBytes - OUT_HDR_SIZE;
-    if (len % 512 !== 0 || chain.writableBytes !== APPEND_TAIL) {
+    // The spec's tail is 9 bytes (le64 sector, status). Linux 6.3+ sends its unpacked
+    // struct: 16 bytes with the status in the last one. Sector first, status last, either way.
+    const tail = chain.writableBytes;
+    if (len % 512 !== 0 || tail < APPEND_TAIL || tail > APPEND_TAIL_MAX) {
       this.reject(queue, chain, STATUS.IOERR, 'malformed zone append', { sector, data: len, writable: chain.writableBytes });
       return;
     }
     this.backend.append(sector, this.writeData(chain)).then(async (a) => {
       const r = await this.durable(a.result);
       if (r === ZoneResult.OK) {
-        const tail = new Uint8Array(8);
-        new DataView(tail.buffer).setBigUint64(0, BigInt(a.sector), true);
-        iovWrite(chain.writable, 0, tail);
+        const le = new Uint8Array(8);
+        new DataView(le.buffer).setBigUint64(0, BigInt(a.sector), true);
+        iovWrite(chain.writable, 0, le);
       }
-      this.done(queue, chain, r, APPEND_TAIL, REQ.ZONE_APPEND, sector);
+      this.done(queue, chain, r, tail, REQ.ZONE_APPEND, sector);
     }).catch((e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
   }
 

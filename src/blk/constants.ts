@@ -28,4 +28,6 @@ export const GET_ID_BYTES = 20;
 export const ZONE_REPORT_HDR = 64;
 export const ZONE_DESC_SIZE = 64;
 export const APPEND_TAIL = 9;
+/** Linux's in-header is sizeof(struct { __virtio64 sector; u8 status; }) = 16. */
+export const APPEND_TAIL_MAX = 16;
 export const CONFIG_SIZE = 96;
