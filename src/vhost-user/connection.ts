@@ -5,13 +5,13 @@
 // and never ends the session: only a hang-up or lost framing does.
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
-import { closeFd, writeCounter } from '../native/index.js';
+import { closeFd, sendMsg, writeCounter } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import { SplitRing } from '../virtio/split-ring.js';
 import { MessageChannel } from './channel.js';
 import { MappedRegion, MemoryTable, type MemoryTableOptions } from './memory-table.js';
 import {
-  decodeConfig, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringState,
+  BackendReq, decodeConfig, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringState,
   encodeConfig, encodeMessage, encodeU64, encodeVringState, expectNoFds, expectSize, F_PROTOCOL_FEATURES,
   FLAG_NEED_REPLY, ProtocolFeature, REPLY_FLAGS, Req, requestName, VERSION, VERSION_MASK, VRING_ADDR_F_LOG,
   VRING_IDX_MASK, VRING_NOFD, type MemRegionDesc, type VhostUserMessage,
@@ -99,6 +99,22 @@ export class FrontendConnection {
   get negotiatedProtocolFeatures(): bigint { return this.protocolFeatures; }
 
   private hasProtocol(f: number): boolean { return (this.protocolFeatures & bit(f)) !== 0n; }
+
+  /**
+   * Tells the front-end that config space changed (BACKEND_REQ channel, CONFIG_CHANGE_MSG).
+   * No reply is requested, so nothing has to be read back. Returns false when there is no
+   * channel or the message could not be sent whole.
+   */
+  notifyConfigChanged(): boolean {
+    if (this.closing || this.backendReqFd < 0) return false;
+    try {
+      const msg = encodeMessage(BackendReq.CONFIG_CHANGE_MSG, VERSION);
+      return sendMsg(this.backendReqFd, msg) === msg.length;
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'config change notification failed');
+      return false;
+    }
+  }
 
   // --- message queue ---------------------------------------------------------------------------
 

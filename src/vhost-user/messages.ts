@@ -74,6 +74,15 @@ export function requestName(request: number): string {
   return REQ_NAMES[request] ?? `UNKNOWN(${request})`;
 }
 
+/** Back-end → front-end requests on the SET_BACKEND_REQ_FD channel. */
+export const BackendReq = {
+  IOTLB_MSG: 1,
+  CONFIG_CHANGE_MSG: 2,
+  VRING_HOST_NOTIFIER_MSG: 3,
+  VRING_CALL: 4,
+  VRING_ERR: 5,
+} as const;
+
 /** Protocol feature bit numbers (VHOST_USER_PROTOCOL_F_*). */
 export const ProtocolFeature = {
   MQ: 0,

@@ -97,6 +97,11 @@ export class VhostUserServer extends EventEmitter {
     this.emit('connect', conn);
   }
 
+  /** Config space changed: tell the current front-end, if it gave us a back-end channel. */
+  notifyConfigChanged(): boolean {
+    return this.conn?.notifyConfigChanged() ?? false;
+  }
+
   /** Shutdown: stop accepting, end the session (draining in-flight requests), remove the socket. */
   close(): Promise<void> {
     if (this.closing) return this.closing;

@@ -1,7 +1,7 @@
 // End-to-end tests of the back-end over a real Unix socket with the TypeScript front-end.
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeFd, eventfd, listenUnix, readCounter } from '../../src/native/index.js';
+import { closeFd, eventfd, listenUnix, readCounter, recvMsg, socketpair } from '../../src/native/index.js';
 import {
   encodeConfig, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState, F_PROTOCOL_FEATURES,
   FLAG_NEED_REPLY, ProtocolFeature, Req, VERSION, VRING_NOFD,
@@ -18,7 +18,17 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 const ALL_PROTOCOL = bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
   bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeature.BACKEND_REQ);
 
-const openFds = (): number => readdirSync('/proc/self/fd').length;
+/** Open fds of the kinds the transport handles (sockets, eventfds, memfds); the runtime's own
+ * pipes and lazily opened files would make a plain count flaky. */
+function openFds(): number {
+  let n = 0;
+  for (const f of readdirSync('/proc/self/fd')) {
+    let target: string;
+    try { target = readlinkSync(`/proc/self/fd/${f}`); } catch { continue; }
+    if (/^socket:|^anon_inode:\[eventfd\]|^\/memfd:/.test(target)) n++;
+  }
+  return n;
+}
 
 describe('vhost-user back-end', () => {
   let rig: TestRig;
@@ -251,6 +261,7 @@ describe('vhost-user back-end', () => {
       await fe.getVringBase(0);
       qs[0].setAvailIdx(0);
       await fe.command(Req.SET_VRING_BASE, encodeVringState(0, 0));
+      closeFd(qs[0].kickFd);
       qs[0].kickFd = eventfd();
       await fe.command(Req.SET_VRING_KICK, encodeU64(0), [qs[0].kickFd]);
       expect(await echo(mem, qs[0], pattern(8, 4))).toEqual(pattern(8, 4));
@@ -314,6 +325,35 @@ describe('vhost-user back-end', () => {
       const q2 = await fe.setupQueue(mem, 0, { size: 32 });
       queues.push(q2);
       expect(await echo(mem, q2, pattern(10, 3))).toEqual(pattern(10, 3));
+    });
+
+    it('SET_BACKEND_REQ_FD keeps the channel and CONFIG_CHANGE_MSG goes out on it', async () => {
+      rig = startRig();
+      const fe = rig.connect();
+      await fe.setProtocolFeatures(ALL_PROTOCOL);
+      expect(await fe.ping()).toBeGreaterThan(0n); // session accepted: its fds exist
+      expect(rig.server.notifyConfigChanged()).toBe(false); // no channel yet
+      const before = openFds();
+      const [ours, theirs] = socketpair();
+      await fe.command(Req.SET_BACKEND_REQ_FD, undefined, [theirs]);
+      closeFd(theirs);
+      expect(openFds()).toBe(before + 2); // ours + the back-end's copy of theirs
+      expect(rig.server.notifyConfigChanged()).toBe(true);
+      const buf = new Uint8Array(64);
+      const n = recvMsg(ours, buf, new Int32Array(4));
+      expect(n).toBe(12);
+      expect(Array.from(buf.subarray(0, 12))).toEqual([2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+      // Replacing the channel closes the old copy; the session end closes the last one.
+      const [ours2, theirs2] = socketpair();
+      await fe.command(Req.SET_BACKEND_REQ_FD, undefined, [theirs2]);
+      closeFd(theirs2);
+      expect(openFds()).toBe(before + 3); // ours, ours2, the back-end's copy of theirs2
+      const gone = new Promise((r) => rig.server.once('disconnect', r));
+      fe.close();
+      await gone;
+      closeFd(ours);
+      closeFd(ours2);
+      expect(openFds()).toBe(before - 2); // both ends of the session socket are gone too
     });
 
     it('RESET_OWNER is handled like a device reset', async () => {
