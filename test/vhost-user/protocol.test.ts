@@ -312,6 +312,28 @@ describe('vhost-user back-end', () => {
       expect(rig.errors()).toEqual([]);
     });
 
+    it('keeps a replaced table mapped until requests popped before the change complete', async () => {
+      const { fe, mem, qs } = await session();
+      const conn = rig.server.connection!;
+      const oldRegion = conn.memory.regions[0];
+      rig.device.mode = 'hold';
+      const src = mem.alloc(64);
+      mem.write(src, pattern(64, 21));
+      const dst = mem.alloc(64);
+      qs[0].add([{ gpa: src, len: 64 }, { gpa: dst, len: 64, write: true }]);
+      qs[0].kick();
+      await until(() => rig.device.heldCount === 1, 2000, 'held request');
+      await fe.setMemTable(mem); // hot-plug style replacement while the request is in flight
+      expect(conn.memory.regions[0]).not.toBe(oldRegion);
+      expect(oldRegion.isMapped).toBe(true); // the held request's views still point into it
+      rig.device.release();
+      await qs[0].waitUsed(1);
+      expect(mem.read(dst, 64)).toEqual(pattern(64, 21));
+      await until(() => !oldRegion.isMapped, 2000, 'old mapping released');
+      rig.device.mode = 'immediate';
+      expect(await echo(mem, qs[0], pattern(32, 22))).toEqual(pattern(32, 22));
+    });
+
     it('RESET_DEVICE stops rings and resets the device; the session can start again', async () => {
       const { fe, mem, qs } = await session();
       await echo(mem, qs[0], pattern(10, 1));
