@@ -6,7 +6,6 @@ import type { MemoryTableOptions } from '../../src/vhost-user/memory-table.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { EchoDevice } from './echo-device.js';
 import { VhostUserFrontend } from './frontend.js';
-import { GuestMemoryImage } from './guest-memory-image.js';
 import { captureLogger, type LogLine } from './log-capture.js';
 
 export interface TestRig {
@@ -30,7 +29,6 @@ export function startRig(opts: { numQueues?: number; maxQueueSize?: number; feat
     maxChainBytes: opts.maxChainBytes });
   server.listen();
   const clients: VhostUserFrontend[] = [];
-  const mems: GuestMemoryImage[] = [];
   return {
     dir, socketPath, device, server, lines, errors,
     connect() {
@@ -41,7 +39,6 @@ export function startRig(opts: { numQueues?: number; maxQueueSize?: number; feat
     async cleanup() {
       for (const c of clients) c.close();
       await server.close();
-      for (const m of mems) m.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };

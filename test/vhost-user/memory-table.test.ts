@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { pageSize } from '../../src/native/index.js';
+import { closeFd, memfdCreate, mmap, munmap, pageSize } from '../../src/native/index.js';
 import { MemoryTable } from '../../src/vhost-user/memory-table.js';
 import { GuestMemoryImage } from '../harness/guest-memory-image.js';
 
@@ -83,6 +83,42 @@ describe('memory table', () => {
     expect(all.length).toBeGreaterThan(1);
     // Windows with a page-unaligned region offset map correctly too.
     expect(t.gpaToViews(GPA, size + 1, [])).toBe(false);
+  });
+
+  it('maps a region larger than 4 GiB with the default windows', () => {
+    const GiB = 1024 ** 3;
+    const size = 5 * GiB; // sparse memfd: only touched pages cost memory
+    const fd = memfdCreate('big-guest', size);
+    const t = new MemoryTable();
+    try {
+      const r = t.mapRegion({ guestPhysAddr: GPA, userAddr: UVA, size, mmapOffset: 0 }, fd);
+      t.add(r);
+      expect(r.windowCount).toBe(3);
+      // The front-end writes markers through its own small mappings.
+      const marks: Array<[number, number]> = [[0, 1], [2 * GiB - 1, 2], [4 * GiB + 5, 3], [size - 1, 4]];
+      for (const [off, v] of marks) {
+        const base = off - (off % PAGE);
+        const ab = mmap(fd, base, PAGE);
+        new Uint8Array(ab)[off - base] = v;
+        munmap(ab);
+      }
+      for (const [off, v] of marks) {
+        expect(t.gpaToView(GPA + off, 1)![0]).toBe(v);
+        expect(t.uvaToView(UVA + off, 1)![0]).toBe(v);
+      }
+      // Within the 1 MiB overlap past a window start: contiguous.
+      expect(t.gpaToView(GPA + 4 * GiB - 10, 20)).not.toBeNull();
+      // Longer than the overlap: split into two views that hold the markers.
+      const views: Uint8Array[] = [];
+      const KiB = 1024;
+      expect(t.gpaToViews(GPA + 4 * GiB - 512 * KiB, 2048 * KiB, views)).toBe(true);
+      expect(views.map((v) => v.length)).toEqual([1536 * KiB, 512 * KiB]); // window 1 ends 1 MiB past 4 GiB
+      expect(views[0][512 * KiB + 5]).toBe(3);
+      expect(t.gpaToView(GPA + size - 1, 2)).toBeNull();
+    } finally {
+      for (const r of t.clear()) r.unmap();
+      closeFd(fd);
+    }
   });
 
   it('splits ranges across adjacent regions and refuses gaps', () => {
