@@ -38,6 +38,7 @@ const OWN_REPLY = new Set<number>([
 ]);
 
 const EMPTY = new Uint8Array(0);
+const DRAIN_WARN_MS = 5000;
 
 export interface ConnectionOptions {
   fd: number;
@@ -429,10 +430,19 @@ export class FrontendConnection {
     v.updateActive();
     if (!v.ring) return;
     if (wasStarted || v.ring.inFlight > 0) {
+      // Memory cannot be unmapped under in-flight I/O, so this waits as long as the backend
+      // takes; say so if that is unusually long.
+      const started = Date.now();
+      const slow = setInterval(() => {
+        v.log.warn({ inFlight: v.ring?.inFlight, waitedMs: Date.now() - started }, 'still waiting for in-flight requests');
+      }, DRAIN_WARN_MS);
+      slow.unref();
       try {
         await this.device.drainQueue(v.index);
       } catch (err) {
         v.log.error({ err }, 'device drain failed');
+      } finally {
+        clearInterval(slow);
       }
       if (v.ring.inFlight > 0) v.log.warn({ inFlight: v.ring.inFlight }, 'device drained with requests still in flight');
       v.ring.flush();
