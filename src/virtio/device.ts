@@ -23,11 +23,22 @@ export interface DescChain {
 export interface VirtQueueHandle {
   readonly index: number;
   readonly size: number;
-  /** Next available chain or null when the ring is empty. */
+  /**
+   * Next available chain or null when the ring is empty, stopped, disabled or stopped by a
+   * guest bug. Pop until null on every queueKicked(): the null-returning call re-arms guest
+   * kicks (EVENT_IDX avail_event) and re-checks for a request added meanwhile.
+   */
   pop(): DescChain | null;
-  /** Return a chain to the guest with the number of bytes written to its writable part. */
+  /**
+   * Return a chain to the guest with the number of bytes written to its writable part
+   * (clamped to writableBytes). Every popped chain must be pushed exactly once, malformed
+   * ones included; the chain's views are cleared here. Throws on a double push (device bug).
+   */
   push(chain: DescChain, writtenBytes: number): void;
-  /** Signal the guest if needed (EVENT_IDX / NO_INTERRUPT aware). Call after a batch of push. */
+  /**
+   * Publish pushed entries (used.idx) and signal the guest if it wants it (EVENT_IDX /
+   * NO_INTERRUPT aware). Call after a batch of push: nothing is visible to the guest before.
+   */
   notify(): void;
 }
 
