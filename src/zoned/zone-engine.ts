@@ -57,8 +57,11 @@ export class ZoneEngine {
 
   /** In-flight writes per sequential zone, in allocation (= sector) order. */
   private readonly inflight = new Map<number, InflightWrite[]>();
-  /** Zones where an in-flight write failed; writes are refused until they drain. */
-  private readonly failed = new Set<number>();
+  /**
+   * Zones where an in-flight write failed, with the lowest failed start sector: writes below
+   * it still succeed, writes above it fail, new writes are refused until the zone drains.
+   */
+  private readonly failedAt = new Map<number, number>();
 
   private readonly dirtyMark: Uint8Array;
   private dirtyList: number[] = [];
@@ -242,7 +245,7 @@ export class ZoneEngine {
     const g = this.geo;
     if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
     this.readDataSectors = nsectors;
-    if (nsectors === 0) return ZoneResult.OK;
+    if (nsectors === 0) return this.emptyRequest(sector, false);
     const z = this.zoneOf(sector);
     const last = this.zoneOf(sector + nsectors - 1);
     if (z !== last) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
@@ -259,7 +262,7 @@ export class ZoneEngine {
     if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
     this.opZone = -1;
     this.opSector = sector;
-    if (nsectors === 0) return ZoneResult.OK;
+    if (nsectors === 0) return this.emptyRequest(sector, true);
     const z = this.zoneOf(sector);
     const last = this.zoneOf(sector + nsectors - 1);
     if (z < g.conventionalZones) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
@@ -283,16 +286,24 @@ export class ZoneEngine {
     if (nsectors > g.maxAppendSectors) return ZoneResult.INVALID;
     if (nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
     this.opSector = this.wp[z];
-    if (nsectors === 0) return this.cond[z] === ZoneCond.OFFLINE ? ZoneResult.INVALID : ZoneResult.OK;
+    if (nsectors === 0) return this.emptyRequest(sector, true);
     const r = this.checkWritable(z, nsectors);
     if (r !== ZoneResult.OK) return r;
     return this.allocate(z, nsectors, token);
   }
 
+  /** A zero-length request changes nothing but still obeys the zone's condition. */
+  private emptyRequest(sector: number, write: boolean): ZoneResult {
+    if (sector >= this.geo.capacitySectors) return ZoneResult.OK;
+    const c = this.cond[this.zoneOf(sector)];
+    if (c === ZoneCond.OFFLINE || (write && c === ZoneCond.READONLY)) return ZoneResult.INVALID;
+    return ZoneResult.OK;
+  }
+
   private checkWritable(z: number, nsectors: number): ZoneResult {
     const c = this.cond[z];
     if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-    if (this.failed.has(z)) return ZoneResult.IO_ERROR;
+    if (this.failedAt.has(z)) return ZoneResult.IO_ERROR;
     if (this.wp[z] + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
     return ZoneResult.OK;
   }
@@ -333,10 +344,11 @@ export class ZoneEngine {
     if (!q || !entry) throw new ZbdError('EARG', `no write in flight at sector ${start} of zone ${z}`, { zone: z, start });
     entry.done = true;
     entry.ok = ok;
-    if (!ok) this.failed.add(z);
+    if (!ok) this.failedAt.set(z, Math.min(start, this.failedAt.get(z) ?? Infinity));
+    const failAt = this.failedAt.get(z) ?? Infinity;
     while (q.length > 0 && q[0].done) {
       const w = q.shift() as InflightWrite;
-      const good = w.ok && !this.failed.has(z);
+      const good = w.ok && w.start < failAt;
       if (good) {
         this.durWp[z] = w.end;
         this.markDirty(z);
@@ -346,7 +358,7 @@ export class ZoneEngine {
     }
     if (q.length === 0) {
       this.inflight.delete(z);
-      if (this.failed.delete(z)) this.rollback(z);
+      if (this.failedAt.delete(z)) this.rollback(z);
     }
   }
 
