@@ -91,7 +91,9 @@ export class FrontendConnection {
     for (let q = 0; q < opts.device.numQueues; q++) this.vrings.push(new Vring(q, this.log.child({ queue: q })));
     this.channel = new MessageChannel(opts.fd, {
       onMessage: (m) => this.enqueue(m),
-      onClose: (reason) => { void this.close(reason); },
+      onClose: (reason) => {
+        this.close(reason).catch((err: unknown) => this.log.error({ err }, 'session teardown failed'));
+      },
     }, this.log);
   }
 
@@ -130,9 +132,14 @@ export class FrontendConnection {
     try {
       while (this.queue.length > 0 && !this.closing) {
         const m = this.queue.shift()!;
-        const r = this.process(m);
-        // Only asynchronous handlers cost a microtask turn; the rest stay synchronous.
-        if (r !== undefined) await r;
+        try {
+          const r = this.process(m);
+          // Only asynchronous handlers cost a microtask turn; the rest stay synchronous.
+          if (r !== undefined) await r;
+        } catch (err) {
+          // Only a bug can get here (handlers' errors become replies); keep serving.
+          this.log.error({ err, msg: requestName(m.request) }, 'internal error while handling a message');
+        }
       }
     } finally {
       this.pumping = false;
@@ -524,11 +531,11 @@ export class FrontendConnection {
       return;
     }
     for (const r of old) this.retired.add(r);
-    void Promise.all(busy.map((v) => v.ring!.whenIdle())).then(() => {
+    Promise.all(busy.map((v) => v.ring!.whenIdle())).then(() => {
       for (const r of old) {
         if (this.retired.delete(r)) r.unmap();
       }
-    });
+    }).catch((err: unknown) => this.log.error({ err }, 'unmapping replaced memory failed'));
   }
 
   // --- teardown ----------------------------------------------------------------------------
@@ -542,21 +549,27 @@ export class FrontendConnection {
     this.closing = true;
     this.log.info({ reason }, 'front-end session ending');
     this.channel.close();
+    // Each step runs even if an earlier one failed: a half-torn-down session would keep
+    // the next front-end out.
+    const step = (what: string, f: () => void): void => {
+      try { f(); } catch (err) { this.log.error({ err }, `teardown: ${what} failed`); }
+    };
     this.closedPromise = (async () => {
-      await Promise.all(this.vrings.map((v) => this.stopRing(v)));
-      for (const v of this.vrings) v.dispose();
-      for (const r of this.memory.clear()) r.unmap();
-      for (const r of this.retired) r.unmap();
+      await Promise.all(this.vrings.map((v) => this.stopRing(v).catch((err: unknown) => {
+        v.log.error({ err }, 'teardown: stopping the ring failed');
+      })));
+      for (const v of this.vrings) step(`queue ${v.index} fds`, () => v.dispose());
+      for (const r of [...this.memory.clear(), ...this.retired]) step('unmap', () => r.unmap());
       this.retired.clear();
-      for (const m of this.queue.splice(0)) closeAll(m.fds);
-      if (this.backendReqFd >= 0) { closeFd(this.backendReqFd); this.backendReqFd = -1; }
-      try {
-        this.device.reset();
-      } catch (err) {
-        this.log.error({ err }, 'device reset failed');
-      }
+      for (const m of this.queue.splice(0)) step('queued fds', () => closeAll(m.fds));
+      step('back-end channel', () => {
+        const fd = this.backendReqFd;
+        this.backendReqFd = -1;
+        if (fd >= 0) closeFd(fd);
+      });
+      step('device reset', () => this.device.reset());
       this.log.info('front-end session closed');
-      this.onClosed?.(this, reason);
+      step('close callback', () => this.onClosed?.(this, reason));
     })();
     return this.closedPromise;
   }
