@@ -138,7 +138,7 @@ export class FrontendConnection {
           if (r !== undefined) await r;
         } catch (err) {
           // Only a bug can get here (handlers' errors become replies); keep serving.
-          this.log.error({ err, msg: requestName(m.request) }, 'internal error while handling a message');
+          this.log.error({ err, req: requestName(m.request) }, 'internal error while handling a message');
         }
       }
     } finally {
@@ -149,7 +149,7 @@ export class FrontendConnection {
 
   private process(m: VhostUserMessage): Promise<void> | undefined {
     this.messagesHandled++;
-    this.log.debug({ msg: requestName(m.request), size: m.payload.length, fds: m.fds.length, flags: m.flags }, 'message');
+    this.log.debug({ req: requestName(m.request), size: m.payload.length, fds: m.fds.length, flags: m.flags }, 'message');
     let result: Uint8Array | null | Promise<Uint8Array | null>;
     try {
       if ((m.flags & VERSION_MASK) !== VERSION) throw protoErr(m, `header version ${m.flags & VERSION_MASK} != 1`, m.flags);
@@ -172,7 +172,7 @@ export class FrontendConnection {
     const ack = (m.flags & FLAG_NEED_REPLY) !== 0 && this.hasProtocol(ProtocolFeature.REPLY_ACK);
     if (err) {
       const e = err as Error & { code?: string };
-      this.log.error({ msg: requestName(m.request), code: e.code, size: m.payload.length, fds: m.fds.length },
+      this.log.error({ req: requestName(m.request), code: e.code, size: m.payload.length, fds: m.fds.length },
         `message rejected: ${e.message}`);
       // A request that always has a reply gets an empty one so the front-end fails instead of waiting.
       if (own) this.reply(m.request, EMPTY);

@@ -92,6 +92,11 @@ describe('vhost-user back-end', () => {
       expect(rig.device.driverFeatures).toBe(VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX);
       expect(rig.server.connection!.negotiatedProtocolFeatures).toBe(ALL_PROTOCOL);
       expect(rig.errors()).toEqual([]);
+      // Debug level traces every message by name, with the connection in the context.
+      const traced = rig.lines.filter((l) => l.level === 20 && l.msg === 'message');
+      expect(traced.map((l) => l.req)).toEqual(['GET_FEATURES', 'GET_PROTOCOL_FEATURES', 'SET_PROTOCOL_FEATURES',
+        'SET_OWNER', 'GET_QUEUE_NUM', 'GET_MAX_MEM_SLOTS', 'SET_FEATURES']);
+      expect(traced.every((l) => l.conn === 1)).toBe(true);
     });
 
     it('serves requests on a ring set up QEMU-style (direct and indirect chains)', async () => {
@@ -512,6 +517,8 @@ describe('vhost-user back-end', () => {
       }
       expect(rig.device.seen.filter((s) => s.queue === 2)).toHaveLength(0);
       expect(rig.errors().length).toBe(err + 1);
+      // The error line names the connection and the queue.
+      expect(rig.errors().at(-1)).toMatchObject({ conn: 1, queue: 2, msg: 'guest bug: queue stopped' });
     });
 
     it('EVENT_IDX suppresses calls the guest did not ask for', async () => {
