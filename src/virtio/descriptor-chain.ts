@@ -14,7 +14,11 @@ export class PooledChain implements DescChain {
   /** Generation of the ring that popped it: a push after a ring restart is ignored. */
   epoch = 0;
 
-  constructor(head: number) {
+  /** The queue that pools it (push checks a chain comes back to its own queue). */
+  readonly owner: object;
+
+  constructor(owner: object, head: number) {
+    this.owner = owner;
     this.head = head;
   }
 

@@ -129,7 +129,7 @@ export class SplitRing implements VirtQueueHandle {
     this.maxChainBytes = opts.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES;
     this.onBroken = opts.onBroken;
     this.pool = new Array<PooledChain>(size);
-    for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(i);
+    for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(this, i);
   }
 
   /** Requests popped and not yet pushed. */
@@ -172,7 +172,11 @@ export class SplitRing implements VirtQueueHandle {
    */
   start(base: number): void {
     this.epoch++;
-    for (const c of this.pool) { c.inFlight = false; c.reset(); }
+    // A chain still in flight here means the device's drain was not complete (a device bug):
+    // leave that object to the device (its push is dropped) and pool a fresh one.
+    for (let i = 0; i < this.size; i++) {
+      if (this.pool[i].inFlight) this.pool[i] = new PooledChain(this, i);
+    }
     this.inFlightCount = 0;
     this.lastAvailIdx = base & 0xffff;
     this.usedIdx = this.memory ? this.usedDv.getUint16(this.usedOff + 2, true) : 0;
@@ -316,13 +320,19 @@ export class SplitRing implements VirtQueueHandle {
 
   push(chain: DescChain, writtenBytes: number): void {
     const c = chain as PooledChain;
-    if (this.pool[c.head] !== c) {
+    if (c.owner !== this) {
       throw new ZbdError('EARG', `queue ${this.index}: push of a chain that does not belong to it`, c.head);
     }
     if (!c.inFlight) throw new ZbdError('EARG', `queue ${this.index}: chain ${c.head} pushed twice`, c.head);
     c.inFlight = false;
+    if (c.epoch !== this.epoch) {
+      // Popped before the ring restarted: the guest's ring state was set anew since.
+      c.reset();
+      this.log.warn({ queue: this.index, head: c.head }, 'completion of a request popped before the ring restarted dropped');
+      return;
+    }
     this.inFlightCount--;
-    const current = c.epoch === this.epoch && this.memory !== null;
+    const current = this.memory !== null;
     // The device must not claim more than the writable part (spec: used.len ≤ writable).
     const len = writtenBytes > 0 ? Math.min(Math.floor(writtenBytes), c.writableBytes) : 0;
     // Drop the views now: the device may not use them after push, and they pin memory.

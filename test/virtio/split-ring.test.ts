@@ -342,6 +342,26 @@ describe('split ring', () => {
     expect(() => other.push(c2, 0)).toThrow(/does not belong/);
   });
 
+  it('drops the completion of a chain popped before a restart without breaking the new ring', () => {
+    const { img, dq, ring } = rig();
+    const b = img.alloc(8);
+    dq.add([{ gpa: b, len: 8, write: true }]);
+    const stale = ring.pop()!;
+    ring.start(1); // restarted although the device never pushed (device bug)
+    expect(ring.inFlight).toBe(0);
+    dq.writeDesc(stale.head, b, 8, VRING_DESC_F_WRITE, 0);
+    dq.publish(stale.head);
+    const fresh = ring.pop()!;
+    expect(fresh.head).toBe(stale.head);
+    expect(fresh).not.toBe(stale);
+    ring.push(stale, 8); // dropped, no throw
+    expect(() => ring.push(stale, 8)).toThrow(/pushed twice/);
+    ring.push(fresh, 8);
+    ring.notify();
+    expect(dq.usedIdx).toBe(1);
+    expect(ring.inFlight).toBe(0);
+  });
+
   it('whenIdle resolves once everything popped is pushed', async () => {
     const { img, dq, ring } = rig();
     dq.add([{ gpa: img.alloc(8), len: 8 }]);
