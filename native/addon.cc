@@ -604,6 +604,137 @@ Napi::Value BlkZoneMgmt(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Zone reports and zone management on a real drive can take from microseconds (null_blk)
+// to seconds (an SMR disk resetting every zone). These variants run the same ioctls on
+// the libuv thread pool so the daemon's loop keeps serving its queues meanwhile; the
+// callback gets (error, result) on the loop thread.
+class ZoneIoctlWorker : public Napi::AsyncWorker {
+ public:
+  ZoneIoctlWorker(const Napi::Function& callback, const char* name)
+      : Napi::AsyncWorker(callback, name) {}
+
+ protected:
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (err_ != 0) {
+      Callback().Call({ErrnoError(env, "ioctl", err_, detail_).Value(), env.Undefined()});
+    } else {
+      Callback().Call({env.Null(), Result(env)});
+    }
+  }
+  virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
+
+  int err_ = 0;           // errno of the failed ioctl, 0 on success
+  std::string detail_;    // the call's arguments, for the error message
+};
+
+class ReportZonesWorker : public ZoneIoctlWorker {
+ public:
+  ReportZonesWorker(const Napi::Function& callback, int fd, uint64_t sector, Napi::Uint8Array buf)
+      : ZoneIoctlWorker(callback, "blkReportZonesAsync"),
+        fd_(fd),
+        sector_(sector),
+        data_(buf.Data()),
+        length_(buf.ByteLength()),
+        // Holds the buffer (and so its memory) until the ioctl is done with it.
+        keep_(Napi::Persistent(buf)) {}
+
+  void Execute() override {
+    blk_zone_report header{};
+    header.sector = sector_;
+    header.nr_zones = static_cast<uint32_t>((length_ - sizeof header) / sizeof(blk_zone));
+    memcpy(data_, &header, sizeof header);
+    if (ioctl(fd_, BLKREPORTZONE, data_) < 0) {
+      err_ = errno;
+      detail_ = "fd=" + Str(fd_) + ", BLKREPORTZONE, sector=" + std::to_string(sector_) +
+                ", nr_zones=" + Str(header.nr_zones);
+      return;
+    }
+    memcpy(&header, data_, sizeof header);
+    zones_ = header.nr_zones;
+  }
+
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, zones_); }
+
+ private:
+  int fd_;
+  uint64_t sector_;
+  void* data_;
+  size_t length_;
+  Napi::Reference<Napi::Uint8Array> keep_;
+  uint32_t zones_ = 0;
+};
+
+class ZoneMgmtWorker : public ZoneIoctlWorker {
+ public:
+  ZoneMgmtWorker(const Napi::Function& callback, int fd, const ZoneOp* op, uint64_t sector, uint64_t nrSectors)
+      : ZoneIoctlWorker(callback, "blkZoneMgmtAsync"), fd_(fd), op_(op), range_{sector, nrSectors} {}
+
+  void Execute() override {
+    if (ioctl(fd_, op_->request, &range_) < 0) {
+      err_ = errno;
+      detail_ = "fd=" + Str(fd_) + ", BLK" + op_->name + "ZONE, sector=" + std::to_string(range_.sector) +
+                ", nr_sectors=" + std::to_string(range_.nr_sectors);
+    }
+  }
+
+ private:
+  int fd_;
+  const ZoneOp* op_;
+  blk_zone_range range_;
+};
+
+// blkReportZonesAsync(fd, sector, buf, callback(err, zones)): BlkReportZones off the loop.
+Napi::Value BlkReportZonesAsync(const Napi::CallbackInfo& info) {
+  Args a(info);
+  int fd = a.Fd(0);
+  uint64_t sector = static_cast<uint64_t>(a.Int(1));
+  Napi::Uint8Array buf = a.Bytes(2);
+  a.Check(3, info[3].IsFunction());
+  if (!a.Ok()) return Napi::Value();
+  if (buf.ByteLength() < sizeof(blk_zone_report) + sizeof(blk_zone)) {
+    Napi::TypeError::New(info.Env(), "native addon: report buffer too small").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  (new ReportZonesWorker(info[3].As<Napi::Function>(), fd, sector, buf))->Queue();
+  return info.Env().Undefined();
+}
+
+// blkZoneMgmtAsync(fd, request, sector, nrSectors, callback(err)): BlkZoneMgmt off the loop.
+Napi::Value BlkZoneMgmtAsync(const Napi::CallbackInfo& info) {
+  Args a(info);
+  int fd = a.Fd(0);
+  int64_t request = a.Int(1);
+  uint64_t sector = static_cast<uint64_t>(a.Int(2));
+  uint64_t nrSectors = static_cast<uint64_t>(a.Int(3));
+  a.Check(4, info[4].IsFunction());
+  if (!a.Ok()) return Napi::Value();
+  const ZoneOp* op = nullptr;
+  for (const ZoneOp& candidate : kZoneOps) {
+    if (static_cast<int64_t>(candidate.request) == request) op = &candidate;
+  }
+  if (op == nullptr) {
+    Napi::TypeError::New(info.Env(), "native addon: unknown zone op").ThrowAsJavaScriptException();
+    return Napi::Value();
+  }
+  (new ZoneMgmtWorker(info[4].As<Napi::Function>(), fd, op, sector, nrSectors))->Queue();
+  return info.Env().Undefined();
+}
+
+// pageOffsetOf(view) => the view's start address modulo the page size. O_DIRECT needs
+// buffers aligned to the device's DMA alignment, and an ArrayBuffer's address is not
+// visible from JavaScript.
+Napi::Value PageOffsetOf(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Uint8Array view = a.Bytes(0);
+  if (!a.Ok()) return Napi::Value();
+  // Data() already includes the view's byteOffset.
+  uintptr_t address = reinterpret_cast<uintptr_t>(view.Data());
+  uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  return Napi::Number::New(info.Env(), static_cast<double>(address & (page - 1)));
+}
+
 // ---- fd polling --------------------------------------------------------------------------
 
 class FdPoller;
@@ -781,6 +912,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"flock", Flock},                     {"fallocate", Fallocate},
       {"blkGetZoneSize", BlkGetZoneSize},   {"blkGetNrZones", BlkGetNrZones},
       {"blkReportZones", BlkReportZones},   {"blkZoneMgmt", BlkZoneMgmt},
+      {"blkReportZonesAsync", BlkReportZonesAsync},
+      {"blkZoneMgmtAsync", BlkZoneMgmtAsync},
+      {"pageOffsetOf", PageOffsetOf},
   };
   for (const auto& f : functions) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   exports.Set("FdPoller", FdPoller::Define(env));

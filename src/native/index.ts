@@ -68,6 +68,9 @@ interface Addon {
   blkGetNrZones(fd: number): number;
   blkReportZones(fd: number, sector: number, buf: Uint8Array): number;
   blkZoneMgmt(fd: number, request: number, sector: number, nrSectors: number): void;
+  blkReportZonesAsync(fd: number, sector: number, buf: Uint8Array, cb: (err: Error | null, zones: number) => void): void;
+  blkZoneMgmtAsync(fd: number, request: number, sector: number, nrSectors: number, cb: (err: Error | null) => void): void;
+  pageOffsetOf(view: Uint8Array): number;
   FdPoller: new (fd: number, mask: number, callback: PollCallback) => NativePoller;
   POLL_READABLE: number;
   POLL_WRITABLE: number;
@@ -410,4 +413,40 @@ export function blkZoneMgmt(fd: number, op: number, sector: number, nrSectors: n
   checkInt('blkZoneMgmt', 'sector', sector, 0, MAX_SAFE);
   checkInt('blkZoneMgmt', 'nrSectors', nrSectors, 0, MAX_SAFE);
   addon.blkZoneMgmt(fd, op, sector, nrSectors);
+}
+
+/**
+ * blkReportZones on the libuv thread pool (a report of many zones on a real drive takes
+ * long enough to stall the daemon's loop). Resolves the zones reported; rejects with a
+ * NativeError. buf must not be read or written until the promise settles.
+ */
+export function blkReportZonesAsync(fd: number, sector: number, buf: Uint8Array): Promise<number> {
+  checkFd('blkReportZonesAsync', fd);
+  checkInt('blkReportZonesAsync', 'sector', sector, 0, MAX_SAFE);
+  checkBytes('blkReportZonesAsync', 'buf', buf, BLK_ZONE_REPORT_HEADER_SIZE + BLK_ZONE_SIZE);
+  return new Promise((resolve, reject) => {
+    addon.blkReportZonesAsync(fd, sector, buf, (err, zones) => (err ? reject(err) : resolve(zones)));
+  });
+}
+
+/** blkZoneMgmt on the libuv thread pool (a reset of many zones can take seconds on an SMR disk). */
+export function blkZoneMgmtAsync(fd: number, op: number, sector: number, nrSectors: number): Promise<void> {
+  checkFd('blkZoneMgmtAsync', fd);
+  if (!ZONE_OPS.has(op)) throw argError('blkZoneMgmtAsync', 'op must be a BLK_ZONE_OP value', op);
+  checkInt('blkZoneMgmtAsync', 'sector', sector, 0, MAX_SAFE);
+  checkInt('blkZoneMgmtAsync', 'nrSectors', nrSectors, 0, MAX_SAFE);
+  return new Promise((resolve, reject) => {
+    addon.blkZoneMgmtAsync(fd, op, sector, nrSectors, (err) => (err ? reject(err) : resolve()));
+  });
+}
+
+// ---- memory addresses ----------------------------------------------------------------------
+
+/**
+ * The start address of view's bytes modulo pageSize(). O_DIRECT I/O needs buffers aligned to
+ * the device's DMA alignment, and JavaScript cannot see where an ArrayBuffer lives.
+ */
+export function pageOffsetOf(view: Uint8Array): number {
+  if (!(view instanceof Uint8Array)) throw argError('pageOffsetOf', 'view must be a Uint8Array', view);
+  return addon.pageOffsetOf(view);
 }

@@ -1,0 +1,608 @@
+// A real host zoned block device (SMR disk, ZNS namespace, null_blk, scsi_debug, a dm-linear
+// slice of one) served to the guest: `serve --device /dev/X`.
+//
+// The device is the authority on zone state; this backend keeps a copy of each zone's type,
+// condition and write pointer (read with BLKREPORTZONE at open, advanced by its own writes,
+// re-read after every zone operation and every error) for three reasons:
+// - Linux has no user-space zone append: an append becomes a write at the zone's write
+//   pointer, with the zone's requests serialised so concurrent appends get distinct,
+//   contiguous sectors (QEMU's file-posix does the same under a mutex);
+// - the host kernel answers almost every zone-rule violation with EIO, which the guest
+//   cannot tell from a media error: requests are checked against the copy first, in the
+//   same order as the zone engine, so the guest gets the file emulation's status codes;
+// - a write crossing a zone boundary would be split by the host kernel and partly succeed:
+//   it must be refused before it reaches the device.
+// Resource limits (open/active zones) are left to the device, whose ETOOMANYREFS/EOVERFLOW
+// become OPEN_RESOURCE/ACTIVE_RESOURCE.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ZbdError } from '../errors.js';
+import { BLK_ZONE_OP, blkZoneMgmtAsync } from '../native/index.js';
+import { DEFAULT_MAX_APPEND_SECTORS } from '../zoned/geometry.js';
+import { SECTOR_SHIFT, SECTOR_SIZE, ZONE_RESULT_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
+import type { AppendResult, Backend, BackendInfo, IoVec, ZoneSink } from './backend.js';
+import { DirectIo } from './direct-io.js';
+import { ERRNO, classifyAfterResync, errnoOf, mapErrno, type HostOp } from './host-errno.js';
+import { probeHostDevice, type HostDeviceFacts } from './host-device-probe.js';
+import {
+  BLK_ZONE_TYPE_CONVENTIONAL, BLK_ZONE_TYPE_SEQWRITE_PREF, BLK_ZONE_TYPE_SEQWRITE_REQ, reportHostZones, reportHostZonesSync,
+  type HostZone,
+} from './host-zone-report.js';
+import { iovBytes, iovFill, iovSlice } from './iovec.js';
+import { ZoneQueues } from './zone-queues.js';
+
+export interface HostDeviceOptions {
+  readOnly?: boolean;
+  /** 'hm' (default): a host-managed device served zoned; 'none': a regular device served as a plain disk. */
+  model?: 'hm' | 'none';
+  /**
+   * Claim the device exclusively (O_EXCL, default): a second daemon, a mount or mkfs cannot
+   * use it meanwhile. Only a read-only user that never writes (the report command) opens shared.
+   */
+  exclusive?: boolean;
+  logger?: Logger;
+}
+
+const HA_EXPLANATION =
+  'is a host-aware zoned device. A Linux guest treats a host-aware virtio disk as a regular disk ' +
+  '(virtio_blk ignores the zone model HA) and Linux hosts since 6.8 do too, so there is nothing zoned ' +
+  'to pass through: serve it with --model none as a regular disk';
+
+const MGMT_REQUEST: Record<number, number> = {
+  [ZoneOp.OPEN]: BLK_ZONE_OP.OPEN, [ZoneOp.CLOSE]: BLK_ZONE_OP.CLOSE,
+  [ZoneOp.FINISH]: BLK_ZONE_OP.FINISH, [ZoneOp.RESET]: BLK_ZONE_OP.RESET,
+};
+const MGMT_NAMES: Record<number, string> = {
+  [ZoneOp.OPEN]: 'open', [ZoneOp.CLOSE]: 'close', [ZoneOp.FINISH]: 'finish', [ZoneOp.RESET]: 'reset',
+  [ZoneOp.RESET_ALL]: 'reset-all', [ZoneOp.SET_READONLY]: 'set-readonly', [ZoneOp.SET_OFFLINE]: 'set-offline',
+};
+
+const isOpen = (c: number): boolean => c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN;
+
+/** The virtio serial (20 bytes max): stable across restarts for the same medium. */
+function serialFor(f: HostDeviceFacts): string {
+  const identity = f.identity ?? `${path.resolve(f.path)}:${f.major}:${f.minor}:${f.capacitySectors}`;
+  return 'vuzbd-' + createHash('sha1').update(identity).digest('hex').slice(0, 14);
+}
+
+function openDevice(devPath: string, readOnly: boolean, exclusive: boolean): number {
+  const c = fs.constants;
+  try {
+    return fs.openSync(devPath, (readOnly ? c.O_RDONLY : c.O_RDWR) | c.O_DIRECT | (exclusive ? c.O_EXCL : 0));
+  } catch (cause) {
+    const e = cause as NodeJS.ErrnoException;
+    const why: Record<string, string> = {
+      EBUSY: 'is in use: another process holds it exclusively (another vhost-user-zbd?) or it is mounted',
+      ENOENT: 'does not exist',
+      EACCES: 'permission denied (zone management needs write access to the device node)',
+      EROFS: 'is read-only (use --read-only)',
+      EINVAL: 'refuses O_DIRECT',
+    };
+    throw new ZbdError('EDEVICE', `${devPath} ${why[e.code ?? ''] ?? `cannot be opened: ${e.code ?? e.message}`}`, devPath, { cause });
+  }
+}
+
+export class HostDeviceBackend implements Backend {
+  readonly info: BackendInfo;
+  readonly facts: HostDeviceFacts;
+  readonly io: DirectIo;
+  private readonly fd: number;
+  private readonly log?: Logger;
+  private readonly queues = new ZoneQueues();
+  private closed = false;
+
+  // Zone table (zoned devices only), indexed by zone number; sectors are absolute.
+  private readonly zoneSectors: number;
+  private readonly nrZones: number;
+  private readonly blockSectors: number;
+  private readonly maxAppendSectors: number;
+  private readonly type: Uint8Array;
+  private readonly cond: Uint8Array;
+  /** Write pointer: where the next write must land (capacity end when FULL). */
+  private readonly wp: Float64Array;
+  private readonly cap: Float64Array;
+  /** End of data in the zone: reads above it return zeroes without touching the device. */
+  private readonly dataEnd: Float64Array;
+  /** Our copy of the zone may be wrong (a re-read failed): re-read before the next use. */
+  private readonly stale: Uint8Array;
+
+  private constructor(fd: number, facts: HostDeviceFacts, info: BackendInfo, io: DirectIo, log: Logger | undefined) {
+    this.fd = fd;
+    this.facts = facts;
+    this.info = info;
+    this.io = io;
+    this.log = log?.child({ device: facts.path });
+    const z = info.zoned;
+    this.zoneSectors = z ? z.zoneSectors : 0;
+    this.nrZones = z ? z.nrZones : 0;
+    this.blockSectors = info.blockSize / SECTOR_SIZE;
+    this.maxAppendSectors = z ? z.maxAppendSectors : 0;
+    const n = this.nrZones;
+    this.type = new Uint8Array(n);
+    this.cond = new Uint8Array(n);
+    this.wp = new Float64Array(n);
+    this.cap = new Float64Array(n);
+    this.dataEnd = new Float64Array(n);
+    this.stale = new Uint8Array(n);
+  }
+
+  /** Open, probe and validate a host block device. Throws EDEVICE with the reason. */
+  static open(devPath: string, opts: HostDeviceOptions = {}): HostDeviceBackend {
+    const model = opts.model ?? 'hm';
+    const exclusive = opts.exclusive ?? true;
+    if (!exclusive && !opts.readOnly) throw new ZbdError('EARG', 'a host device opened for writing must be opened exclusively', devPath);
+    let readOnly = !!opts.readOnly;
+    let fd = openDevice(devPath, readOnly, exclusive);
+    try {
+      const facts = probeHostDevice(devPath, fd);
+      if (facts.readOnly && !readOnly) {
+        // The kernel would refuse every write and zone operation: say so now, not per request.
+        throw new ZbdError('EDEVICE', `${devPath} is read-only in the kernel (${facts.sysfsDir}/ro = 1): use --read-only`, devPath);
+      }
+      if (facts.model === 'host-aware') throw new ZbdError('EDEVICE', `${devPath} ${HA_EXPLANATION}`, devPath);
+      if (model === 'hm' && facts.model === 'none') {
+        throw new ZbdError('EDEVICE', `${devPath} is not a zoned block device (${facts.queueDir}/zoned = none): serve it with --model none as a regular disk`, devPath);
+      }
+      if (model === 'none' && facts.model === 'host-managed') {
+        throw new ZbdError('EDEVICE', `${devPath} is host-managed: as a regular disk (--model none) every write off a write pointer would fail; serve it zoned (--model hm)`, devPath);
+      }
+      const bs = facts.logicalBlockSize;
+      if (bs !== 512 && bs !== 4096) {
+        throw new ZbdError('EDEVICE', `${devPath}: logical block size ${bs} is not 512 or 4096 (virtio-blk guests expect one of them)`, bs);
+      }
+      if (facts.capacitySectors === 0 || facts.capacitySectors % (bs / SECTOR_SIZE) !== 0) {
+        throw new ZbdError('EDEVICE', `${devPath}: capacity ${facts.capacitySectors} sectors is not a positive number of ${bs}-byte blocks`, facts.capacitySectors);
+      }
+      readOnly = readOnly || facts.readOnly;
+      const info: BackendInfo = {
+        capacitySectors: facts.capacitySectors,
+        blockSize: bs,
+        physicalBlockSize: facts.physicalBlockSize,
+        readOnly,
+        serial: serialFor(facts),
+        zoned: null,
+      };
+      const io = new DirectIo(fd, { blockSize: bs, memAlign: facts.memAlign });
+      let backend: HostDeviceBackend;
+      if (facts.model === 'host-managed') {
+        const table = readZoneTable(devPath, fd, facts);
+        info.zoned = {
+          zoneSectors: facts.zoneSectors,
+          zoneCapacitySectors: table.seqCap,
+          nrZones: facts.nrZones,
+          conventionalZones: table.conventional,
+          maxOpenZones: facts.maxOpenZones,
+          maxActiveZones: facts.maxActiveZones,
+          maxAppendSectors: appendLimit(facts, table.seqCap),
+        };
+        backend = new HostDeviceBackend(fd, facts, info, io, opts.logger);
+        table.zones.forEach((z, i) => backend.applyZone(i, z, null));
+      } else {
+        backend = new HostDeviceBackend(fd, facts, info, io, opts.logger);
+      }
+      backend.log?.info({
+        name: facts.name, model: facts.model, capacitySectors: facts.capacitySectors, logicalBlockSize: bs,
+        physicalBlockSize: facts.physicalBlockSize, dmaAlignment: facts.memAlign, zones: info.zoned?.nrZones,
+        zoneSectors: info.zoned?.zoneSectors, zoneCapacitySectors: info.zoned?.zoneCapacitySectors,
+        conventionalZones: info.zoned?.conventionalZones, maxOpenZones: facts.maxOpenZones, maxActiveZones: facts.maxActiveZones,
+        maxAppendSectors: info.zoned?.maxAppendSectors, exclusive, readOnly,
+      }, 'host block device opened');
+      fd = -1; // owned by the backend now
+      return backend;
+    } finally {
+      if (fd >= 0) fs.closeSync(fd);
+    }
+  }
+
+  // ---- zone table ------------------------------------------------------------------------
+
+  private zoneOf(sector: number): number { return Math.floor(sector / this.zoneSectors); }
+  private zoneStart(z: number): number { return z * this.zoneSectors; }
+  private zoneLen(z: number): number {
+    return z === this.nrZones - 1 ? this.info.capacitySectors - this.zoneStart(z) : this.zoneSectors;
+  }
+
+  /**
+   * Take one zone as the device reported it. Write pointers are normalised as the zone
+   * engine keeps them (FULL → capacity end), so the same checks apply. `finishedAt` is the
+   * data end to keep when the zone was just finished (the rest of it reads as zeroes).
+   */
+  private applyZone(z: number, hz: HostZone, finishedAt: number | null): void {
+    const start = this.zoneStart(z);
+    if (hz.start !== start || hz.len !== this.zoneLen(z)) {
+      throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} reported at sector ${hz.start} length ${hz.len}, expected ${start} length ${this.zoneLen(z)}`, hz);
+    }
+    const wasFull = this.cond[z] === ZoneCond.FULL;
+    const oldDataEnd = this.dataEnd[z];
+    this.type[z] = hz.type;
+    this.cond[z] = hz.cond;
+    this.cap[z] = hz.cap;
+    this.stale[z] = 0;
+    const capEnd = start + hz.cap;
+    if (hz.type === BLK_ZONE_TYPE_CONVENTIONAL) {
+      this.wp[z] = this.dataEnd[z] = start + hz.len;
+      return;
+    }
+    switch (hz.cond) {
+      case ZoneCond.FULL:
+        this.wp[z] = capEnd;
+        // What was written before a finish stays readable; the finished rest reads as zeroes.
+        this.dataEnd[z] = finishedAt ?? (wasFull ? oldDataEnd : capEnd);
+        return;
+      case ZoneCond.READONLY:
+      case ZoneCond.OFFLINE:
+        // No write pointer; whatever the device returns for a read-only zone is its data.
+        this.wp[z] = this.dataEnd[z] = capEnd;
+        return;
+      default:
+        if (!(hz.wp >= start && hz.wp <= capEnd)) {
+          throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} write pointer ${hz.wp} outside [${start}, ${capEnd}]`, hz);
+        }
+        this.wp[z] = this.dataEnd[z] = hz.wp;
+    }
+  }
+
+  /** Re-read zone z from the device (inside its queue). false when even that failed. */
+  private async resync(z: number, finishedAt: number | null = null): Promise<boolean> {
+    try {
+      let got: HostZone | null = null;
+      await reportHostZones(this.fd, this.zoneStart(z), 1, (hz) => { got = hz; return false; });
+      if (!got) throw new ZbdError('EDEVICE', `no zone reported at sector ${this.zoneStart(z)}`, z);
+      this.applyZone(z, got, finishedAt);
+      return true;
+    } catch (err) {
+      this.stale[z] = 1;
+      this.log?.error({ err, zone: z }, 'cannot re-read the zone from the device: its requests fail until a re-read succeeds');
+      return false;
+    }
+  }
+
+  /** Re-read every zone (after a reset of all zones; inside the exclusive section). */
+  private async resyncAll(): Promise<boolean> {
+    try {
+      let z = 0;
+      await reportHostZones(this.fd, 0, this.nrZones, (hz) => { this.applyZone(z, hz, null); z++; });
+      if (z !== this.nrZones) throw new ZbdError('EDEVICE', `re-read ${z} zones of ${this.nrZones}`, z);
+      return true;
+    } catch (err) {
+      this.stale.fill(1);
+      this.log?.error({ err }, 'cannot re-read the zones from the device');
+      return false;
+    }
+  }
+
+  private async fresh(z: number): Promise<boolean> {
+    return this.stale[z] === 0 || this.resync(z);
+  }
+
+  /** Every zone in [first, last] is conventional. */
+  private allConventional(first: number, last: number): boolean {
+    for (let z = first; z <= last; z++) if (this.type[z] !== BLK_ZONE_TYPE_CONVENTIONAL) return false;
+    return true;
+  }
+
+  // ---- data path -------------------------------------------------------------------------
+
+  async read(sector: number, iov: IoVec): Promise<ZoneResult> {
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
+    const n = bytes >>> SECTOR_SHIFT;
+    if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    if (n === 0) return ZoneResult.OK;
+    let dataSectors = n;
+    if (this.info.zoned) {
+      const z = this.zoneOf(sector);
+      const last = this.zoneOf(sector + n - 1);
+      if (z !== last) {
+        if (!this.allConventional(z, last)) return ZoneResult.INVALID;
+      } else if (this.type[z] !== BLK_ZONE_TYPE_CONVENTIONAL) {
+        if (this.cond[z] === ZoneCond.OFFLINE) return ZoneResult.INVALID;
+        // Unwritten sectors read as zeroes, like the file emulation (the spec lets a device
+        // pick its fill pattern; null_blk would return 0xff, scsi_debug stale data).
+        const d = this.dataEnd[z] - sector;
+        dataSectors = d <= 0 ? 0 : d >= n ? n : d;
+      }
+    }
+    try {
+      if (dataSectors < n) iovFill(iovSlice(iov, dataSectors << SECTOR_SHIFT, bytes), 0);
+      if (dataSectors > 0) {
+        await this.io.readv(sector * SECTOR_SIZE, dataSectors === n ? iov : iovSlice(iov, 0, dataSectors << SECTOR_SHIFT));
+      }
+      return ZoneResult.OK;
+    } catch (err) {
+      const r = mapErrno(errnoOf(err), 'read') ?? ZoneResult.IO_ERROR;
+      this.logFailure('read', err, r, { sector, sectors: n });
+      return r;
+    }
+  }
+
+  async write(sector: number, iov: IoVec): Promise<ZoneResult> {
+    if (this.info.readOnly) return ZoneResult.READ_ONLY;
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
+    const n = bytes >>> SECTOR_SHIFT;
+    if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    if (n === 0) return ZoneResult.OK;
+    const bs = this.blockSectors;
+    if (!this.info.zoned) {
+      if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
+      return this.plainWrite(sector, n, iov, -1);
+    }
+    const z = this.zoneOf(sector);
+    const last = this.zoneOf(sector + n - 1);
+    if (this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL) {
+      if (!this.allConventional(z, last)) return ZoneResult.INVALID;
+      // No read-modify-write for sub-block writes: two racing ones would lose data.
+      if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
+      return this.plainWrite(sector, n, iov, z);
+    }
+    if (z !== last) return ZoneResult.INVALID;
+    if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
+    return this.queues.run(z, () => this.seqWrite(z, sector, n, iov, 'write'));
+  }
+
+  private async plainWrite(sector: number, n: number, iov: IoVec, zone: number): Promise<ZoneResult> {
+    try {
+      await this.io.writev(sector * SECTOR_SIZE, iov);
+      return ZoneResult.OK;
+    } catch (err) {
+      const r = mapErrno(errnoOf(err), 'write') ?? ZoneResult.IO_ERROR;
+      this.logFailure('write', err, r, { zone, sector, sectors: n });
+      return r;
+    }
+  }
+
+  /** Zone checks in the zone engine's order, then the write at the write pointer (queued per zone). */
+  private checkSeqWrite(z: number, sector: number, n: number): ZoneResult {
+    const c = this.cond[z];
+    if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
+    const capEnd = this.zoneStart(z) + this.cap[z];
+    if (this.wp[z] + n > capEnd) return ZoneResult.INVALID;
+    if (sector + n > capEnd) return ZoneResult.INVALID;
+    if (sector !== this.wp[z]) return ZoneResult.UNALIGNED_WP;
+    return ZoneResult.OK;
+  }
+
+  private async seqWrite(z: number, sector: number, n: number, iov: IoVec, op: HostOp): Promise<ZoneResult> {
+    if (!(await this.fresh(z))) return ZoneResult.IO_ERROR;
+    const r = this.checkSeqWrite(z, sector, n);
+    if (r !== ZoneResult.OK) {
+      this.log?.debug({ op, zone: z, sector, sectors: n, wp: this.wp[z], cond: this.cond[z], result: ZONE_RESULT_NAMES[r] }, 'refused by the zone rules');
+      return r;
+    }
+    try {
+      await this.io.writev(sector * SECTOR_SIZE, iov);
+    } catch (err) {
+      const errno = errnoOf(err);
+      const mapped = mapErrno(errno, op);
+      // The device may have taken part of the data, and the host kernel refuses further
+      // writes to the zone until its write pointer is re-read (zone write plugging).
+      const synced = await this.resync(z);
+      const result = mapped ?? (synced ? classifyAfterResync(errno, op, this.cond[z] as ZoneCond, this.wp[z], sector, sector + n) : ZoneResult.IO_ERROR);
+      this.logFailure(op, err, result, { zone: z, sector, sectors: n, wpAfter: this.wp[z], condAfter: this.cond[z] });
+      return result;
+    }
+    const end = sector + n;
+    this.wp[z] = end;
+    this.dataEnd[z] = end;
+    const c = this.cond[z];
+    if (end === this.zoneStart(z) + this.cap[z]) this.cond[z] = ZoneCond.FULL;
+    else if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) this.cond[z] = ZoneCond.IMP_OPEN;
+    return ZoneResult.OK;
+  }
+
+  async append(zoneSector: number, iov: IoVec): Promise<AppendResult> {
+    if (this.info.readOnly) return { result: ZoneResult.READ_ONLY, sector: 0 };
+    if (!this.info.zoned) return { result: ZoneResult.UNSUPPORTED, sector: 0 };
+    const bytes = iovBytes(iov);
+    if (bytes % SECTOR_SIZE !== 0) return { result: ZoneResult.INVALID, sector: 0 };
+    const n = bytes >>> SECTOR_SHIFT;
+    if (!(zoneSector >= 0 && n >= 0 && zoneSector + n <= this.info.capacitySectors)) return { result: ZoneResult.OUT_OF_RANGE, sector: 0 };
+    const z = this.zoneOf(zoneSector);
+    if (this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL || zoneSector !== this.zoneStart(z)) return { result: ZoneResult.INVALID, sector: 0 };
+    if (n > this.maxAppendSectors) return { result: ZoneResult.INVALID, sector: 0 };
+    if (n % this.blockSectors !== 0) return { result: ZoneResult.UNALIGNED_WP, sector: 0 };
+    return this.queues.run(z, async () => {
+      if (!(await this.fresh(z))) return { result: ZoneResult.IO_ERROR, sector: 0 };
+      const target = this.wp[z];
+      if (n === 0) return { result: this.cond[z] === ZoneCond.OFFLINE ? ZoneResult.INVALID : ZoneResult.OK, sector: target };
+      const result = await this.seqWrite(z, target, n, iov, 'append');
+      return { result, sector: target };
+    });
+  }
+
+  flush(): Promise<ZoneResult> {
+    return new Promise((resolve) => fs.fdatasync(this.fd, (err) => {
+      if (!err) { resolve(ZoneResult.OK); return; }
+      const r = mapErrno(errnoOf(err), 'flush') ?? ZoneResult.IO_ERROR;
+      this.logFailure('flush', err, r, {});
+      resolve(r);
+    }));
+  }
+
+  // ---- zone reports and management -------------------------------------------------------
+
+  /**
+   * Reports come from the device itself (BLKREPORTZONE), so the guest sees the device's own
+   * conditions, normalised as the zone engine reports them: FULL and conventional zones with
+   * the write pointer at the zone end, read-only and offline zones without one.
+   */
+  async reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number> {
+    if (!this.info.zoned || !(sector >= 0 && sector < this.info.capacitySectors) || maxZones <= 0) return 0;
+    let n = 0;
+    try {
+      await reportHostZones(this.fd, sector, maxZones, (hz) => {
+        if (hz.type === BLK_ZONE_TYPE_SEQWRITE_PREF) {
+          throw new ZbdError('EDEVICE', `zone at sector ${hz.start} became sequential-write-preferred`, hz);
+        }
+        let wp: number;
+        if (hz.type === BLK_ZONE_TYPE_CONVENTIONAL || hz.cond === ZoneCond.FULL) wp = hz.start + hz.len;
+        else if (hz.cond === ZoneCond.READONLY || hz.cond === ZoneCond.OFFLINE) wp = -1;
+        else wp = hz.wp;
+        if (!sink(hz.start, hz.len, hz.cap, wp, hz.type as ZoneType, hz.cond as ZoneCond)) return false;
+        n++;
+        return true;
+      });
+    } catch (err) {
+      this.logFailure('report', err, ZoneResult.IO_ERROR, { sector, maxZones });
+      throw err;
+    }
+    return n;
+  }
+
+  async zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult> {
+    if (this.info.readOnly) return ZoneResult.READ_ONLY;
+    if (!this.info.zoned) return ZoneResult.UNSUPPORTED;
+    // Fault injection exists for the emulation only: a real drive decides that itself.
+    if (op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE) return ZoneResult.UNSUPPORTED;
+    if (op === ZoneOp.RESET_ALL) return this.queues.runExclusive(() => this.resetAll());
+    if (!(sector >= 0 && sector < this.info.capacitySectors)) return ZoneResult.INVALID;
+    const z = this.zoneOf(sector);
+    if (sector !== this.zoneStart(z) || this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL) return ZoneResult.INVALID;
+    // Queued behind the zone's writes: they finish first, in order, as on a drive's queue.
+    return this.queues.run(z, () => this.mgmtOne(op, z));
+  }
+
+  /**
+   * Which transitions are possible is decided on our copy, in the zone engine's terms (the
+   * device would answer an impossible one with a bare EIO, or not at all: scsi_debug closes
+   * an empty zone silently). The copy can only lag the device by implicit closes the device
+   * made on its own (IMP_OPEN shown where the device has CLOSED), and every operation treats
+   * those two conditions alike, so the decision is the device's own.
+   */
+  private async mgmtOne(op: ZoneOp, z: number): Promise<ZoneResult> {
+    if (!(await this.fresh(z))) return ZoneResult.IO_ERROR;
+    const c = this.cond[z];
+    const start = this.zoneStart(z);
+    let issue: boolean;
+    switch (op) {
+      case ZoneOp.OPEN:
+        if (c === ZoneCond.EXP_OPEN) return ZoneResult.OK;
+        issue = c === ZoneCond.IMP_OPEN || c === ZoneCond.EMPTY || c === ZoneCond.CLOSED;
+        break;
+      case ZoneOp.CLOSE:
+        if (c === ZoneCond.CLOSED) return ZoneResult.OK;
+        issue = isOpen(c);
+        break;
+      case ZoneOp.FINISH:
+        if (c === ZoneCond.FULL) return ZoneResult.OK;
+        issue = isOpen(c) || c === ZoneCond.EMPTY || c === ZoneCond.CLOSED;
+        break;
+      case ZoneOp.RESET:
+        if (c === ZoneCond.EMPTY) return ZoneResult.OK;
+        issue = isOpen(c) || c === ZoneCond.CLOSED || c === ZoneCond.FULL;
+        break;
+      default:
+        return ZoneResult.UNSUPPORTED;
+    }
+    if (!issue) {
+      this.log?.debug({ op: MGMT_NAMES[op], zone: z, cond: c }, 'zone operation refused: not possible in this condition');
+      return ZoneResult.INVALID;
+    }
+    const dataEndBefore = this.dataEnd[z];
+    try {
+      await blkZoneMgmtAsync(this.fd, MGMT_REQUEST[op], start, this.zoneLen(z));
+    } catch (err) {
+      const errno = errnoOf(err);
+      const mapped = mapErrno(errno, 'mgmt');
+      const synced = await this.resync(z);
+      const result = mapped ?? (synced ? classifyAfterResync(errno, 'mgmt', this.cond[z] as ZoneCond, this.wp[z], start, start) : ZoneResult.IO_ERROR);
+      this.logFailure(MGMT_NAMES[op], err, result, { zone: z, sector: start, condBefore: c, condAfter: this.cond[z] });
+      return result;
+    }
+    // The device decides the new condition (close of an empty zone → EMPTY, which zone it
+    // closed implicitly...): take it from the device.
+    if (!(await this.resync(z, op === ZoneOp.FINISH ? dataEndBefore : null))) return ZoneResult.IO_ERROR;
+    return ZoneResult.OK;
+  }
+
+  /** Reset of every zone: one ranged BLKRESETZONE over the whole device, which the kernel issues as REQ_OP_ZONE_RESET_ALL. */
+  private async resetAll(): Promise<ZoneResult> {
+    try {
+      await blkZoneMgmtAsync(this.fd, BLK_ZONE_OP.RESET, 0, this.info.capacitySectors);
+    } catch (err) {
+      const errno = errnoOf(err);
+      const result = mapErrno(errno, 'mgmt') ?? (errno === ERRNO.EINVAL || errno === ERRNO.EREMOTEIO ? ZoneResult.INVALID : ZoneResult.IO_ERROR);
+      await this.resyncAll();
+      this.logFailure('reset-all', err, result, {});
+      return result;
+    }
+    return (await this.resyncAll()) ? ZoneResult.OK : ZoneResult.IO_ERROR;
+  }
+
+  private logFailure(op: string, err: unknown, result: ZoneResult, ctx: Record<string, unknown>): void {
+    const errno = errnoOf(err);
+    const level = result === ZoneResult.IO_ERROR ? 'error' : 'warn';
+    this.log?.[level]({ op, err, errno, result: ZONE_RESULT_NAMES[result], ...ctx }, `${op} failed on the device`);
+  }
+
+  /** Our copy of one zone (tests and diagnostics): condition, write pointer, data end. */
+  zoneState(z: number): { type: number; cond: number; wp: number; cap: number; dataEnd: number } {
+    return { type: this.type[z], cond: this.cond[z], wp: this.wp[z], cap: this.cap[z], dataEnd: this.dataEnd[z] };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Everything queued finishes first; then the cache of the device is flushed once more.
+    await this.queues.runExclusive(() => Promise.resolve());
+    if (!this.info.readOnly) {
+      const r = await this.flush();
+      if (r !== ZoneResult.OK) this.log?.error('final flush failed');
+    }
+    await new Promise<void>((resolve, reject) => fs.close(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+}
+
+interface ZoneTable { zones: HostZone[]; conventional: number; seqCap: number }
+
+/**
+ * Read and validate all zones at open: the guest block layer refuses (and the host kernel
+ * itself would have refused) anything else, so a device that breaks these rules is refused
+ * here with the zone that breaks them.
+ */
+function readZoneTable(devPath: string, fd: number, f: HostDeviceFacts): ZoneTable {
+  const fail = (message: string, value?: unknown): ZbdError => new ZbdError('EDEVICE', `${devPath}: ${message}`, value);
+  const zs = f.zoneSectors;
+  if (!(zs > 0 && (zs & (zs - 1)) === 0 && zs <= 2 ** 31)) throw fail(`zone size ${zs} sectors is not a power of two up to 2^31 (virtio zone_sectors)`, zs);
+  if (f.nrZones !== Math.ceil(f.capacitySectors / zs)) throw fail(`${f.nrZones} zones of ${zs} sectors do not cover ${f.capacitySectors} sectors`, f.nrZones);
+  const zones: HostZone[] = [];
+  reportHostZonesSync(fd, 0, f.nrZones, (hz) => { zones.push(hz); });
+  if (zones.length !== f.nrZones) throw fail(`the zone report returned ${zones.length} zones, expected ${f.nrZones}`, zones.length);
+  let conventional = 0;
+  let seqCap = -1;
+  const blockSectors = f.logicalBlockSize / SECTOR_SIZE;
+  zones.forEach((z, i) => {
+    const start = i * zs;
+    const len = i === zones.length - 1 ? f.capacitySectors - start : zs;
+    if (z.start !== start || z.len !== len) throw fail(`zone ${i} is at sector ${z.start} with length ${z.len}, expected ${start} and ${len}`, z);
+    if (z.type === BLK_ZONE_TYPE_SEQWRITE_PREF) throw fail(`zone ${i} is sequential-write-preferred: the device ${HA_EXPLANATION}`, z);
+    if (z.type === BLK_ZONE_TYPE_CONVENTIONAL) {
+      if (z.cap !== z.len) throw fail(`conventional zone ${i} has capacity ${z.cap} below its length ${z.len}`, z);
+      conventional++;
+      return;
+    }
+    if (z.type !== BLK_ZONE_TYPE_SEQWRITE_REQ) throw fail(`zone ${i} has unknown type ${z.type}`, z);
+    if (!(z.cap > 0 && z.cap <= z.len) || z.cap % blockSectors !== 0) throw fail(`zone ${i} capacity ${z.cap} is not a positive multiple of the block within its length ${z.len}`, z);
+    // Linux guests (6.10+) refuse sequential zones of different capacities, the last one aside.
+    if (seqCap < 0) seqCap = z.cap;
+    else if (z.cap !== seqCap && i !== zones.length - 1) throw fail(`zone ${i} capacity ${z.cap} differs from the other sequential zones (${seqCap})`, z);
+  });
+  if (seqCap < 0) throw fail('has only conventional zones: nothing zoned to serve', conventional);
+  return { zones, conventional, seqCap };
+}
+
+/**
+ * ZONE_APPEND limit advertised to the guest. Appends become regular writes here, so the
+ * device's own native limit is not binding, but it is what the device and QEMU advertise;
+ * kept (rounded down to whole blocks) unless the device has none.
+ */
+function appendLimit(f: HostDeviceFacts, zoneCap: number): number {
+  const blockSectors = f.logicalBlockSize / SECTOR_SIZE;
+  let sectors = Math.floor(f.zoneAppendMaxBytes / SECTOR_SIZE);
+  if (sectors === 0) sectors = DEFAULT_MAX_APPEND_SECTORS;
+  sectors = Math.min(sectors, zoneCap);
+  return Math.max(blockSectors, sectors - (sectors % blockSectors));
+}
