@@ -28,9 +28,33 @@ export const GUARD_BYTE = 0xa5;
 export class GuestMemoryImage {
   readonly regions: ImageRegion[] = [];
   private readonly mappings: ArrayBuffer[] = [];
+  private sharedFd = -1;
   private next: number;
 
-  constructor(specs: RegionSpec[]) {
+  /**
+   * With `shareFd`, all regions live in one memfd one after the other (mmapOffset of each is
+   * its place in the file), the way QEMU splits one RAM backend below and above 4 GiB.
+   */
+  constructor(specs: RegionSpec[], opts: { shareFd?: boolean } = {}) {
+    if (opts.shareFd) {
+      let fileSize = 0;
+      for (const s of specs) fileSize += s.size;
+      const fd = memfdCreate('test-guest-shared', fileSize);
+      const ab = mmap(fd, 0, fileSize, true);
+      this.mappings.push(ab);
+      this.sharedFd = fd;
+      let off = 0;
+      for (const s of specs) {
+        this.regions.push({
+          guestPhysAddr: s.guestPhysAddr, userAddr: s.userAddr, size: s.size, mmapOffset: off, fd,
+          file: new Uint8Array(ab), bytes: new Uint8Array(ab, off, s.size), dv: new DataView(ab, off, s.size),
+        });
+        off += s.size;
+      }
+      this.regions.sort((a, b) => a.guestPhysAddr - b.guestPhysAddr);
+      this.next = this.regions[0].guestPhysAddr;
+      return;
+    }
     for (const [i, s] of specs.entries()) {
       const off = s.mmapOffset ?? 0;
       const fileSize = off + s.size + (s.guardAfter ?? 0);
@@ -122,6 +146,7 @@ export class GuestMemoryImage {
 
   /** True if every guard byte still holds the pattern. */
   guardsIntact(): boolean {
+    if (this.sharedFd >= 0) return true; // no guard areas in a shared file
     for (const r of this.regions) {
       for (let i = 0; i < r.mmapOffset; i++) if (r.file[i] !== GUARD_BYTE) return false;
       for (let i = r.mmapOffset + r.size; i < r.file.length; i++) if (r.file[i] !== GUARD_BYTE) return false;
@@ -131,6 +156,7 @@ export class GuestMemoryImage {
 
   close(): void {
     for (const ab of this.mappings.splice(0)) munmap(ab);
-    for (const r of this.regions) closeFd(r.fd);
+    if (this.sharedFd >= 0) closeFd(this.sharedFd);
+    else for (const r of this.regions) closeFd(r.fd);
   }
 }

@@ -309,6 +309,32 @@ describe('vhost-user back-end', () => {
       expect(await echo(mem, q, pattern(100, 6))).toEqual(pattern(100, 6));
     });
 
+    it('maps two regions of one memfd (QEMU RAM split below/above 4 GiB)', async () => {
+      rig = startRig();
+      const fe = rig.connect();
+      await fe.negotiate({ protocol: ALL_PROTOCOL });
+      const mem = new GuestMemoryImage([
+        { guestPhysAddr: 0, userAddr: 0x7f00_0000_0000, size: 2 * 1024 * 1024 },
+        { guestPhysAddr: 0x1_0000_0000, userAddr: 0x7f00_0020_0000, size: 4 * 1024 * 1024 },
+      ], { shareFd: true });
+      mems.push(mem);
+      expect(mem.fds[0]).toBe(mem.fds[1]);
+      await fe.setMemTable(mem);
+      const q = await fe.setupQueue(mem, 0, { size: 32 }); // rings in the low region
+      queues.push(q);
+      mem.alloc(2 * 1024 * 1024); // move the allocator into the high region
+      const src = mem.alloc(4096);
+      expect(src).toBeGreaterThanOrEqual(0x1_0000_0000);
+      expect(await echo(mem, q, pattern(4096, 29))).toEqual(pattern(4096, 29));
+      // Guest address 0 is valid memory here: a descriptor pointing there is served.
+      mem.write(0x100, pattern(16, 3));
+      const dst = mem.alloc(16);
+      q.add([{ gpa: 0x100, len: 16 }, { gpa: dst, len: 16, write: true }]);
+      q.kick();
+      await q.waitUsed(1);
+      expect(mem.read(dst, 16)).toEqual(pattern(16, 3));
+    });
+
     it('SET_MEM_TABLE can replace the table while rings run', async () => {
       const { fe, mem, qs } = await session();
       await echo(mem, qs[0], pattern(10, 1));
