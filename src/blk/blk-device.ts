@@ -73,7 +73,9 @@ export class BlkDevice implements VirtioDevice {
 
   private makeConfig(): Uint8Array {
     return buildConfig({
-      info: this.backend.info, numQueues: this.numQueues, segMax: this.maxQueueSize - 2,
+      info: this.backend.info, numQueues: this.numQueues,
+      // The ring caps indirect tables at 1024 descriptors; a larger seg_max would invite malformed chains.
+      segMax: Math.min(this.maxQueueSize, 1024) - 2,
       writeback: this.writeback, zoned: this.zoned,
     });
   }

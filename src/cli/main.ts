@@ -46,12 +46,13 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], maxAppend: a['max-append'],
       blockSize: a['block-size'], profile: a.profile, force: a.force,
     }, o)))
-    .command('report <image>', 'print the zones in blkzone report format', (c) => c
-      .positional('image', { type: 'string', demandOption: true })
+    .command('report [image]', 'print the zones of an image, or of a host zoned device (--device), in blkzone report format', (c) => c
+      .positional('image', { type: 'string', describe: 'zoned image' })
+      .option('device', { type: 'string', describe: 'a host zoned block device instead of an image (opened read-only and shared: works while it is served)' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
       .option('zone', { type: 'string', coerce: positiveInt('--zone'), describe: 'first zone to report' })
       .option('count', { type: 'string', coerce: positiveInt('--count'), describe: 'number of zones to report' }),
-    (a) => done(cmdReport({ image: a.image, json: a.json, zone: a.zone, count: a.count }, o)))
+    (a) => done(cmdReport({ image: a.image, device: a.device, json: a.json, zone: a.zone, count: a.count }, o)))
     .command('check <image>', 'check an image for consistency', (c) => c
       .positional('image', { type: 'string', demandOption: true })
       .option('repair', { type: 'boolean', default: false, describe: 'repair what can be repaired without losing acknowledged data' }),
@@ -77,6 +78,11 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       const flag = flagForError(err);
       o.err(`vhost-user-zbd: ${flag ? `${flag}: ` : ''}${err.message}`);
       return err.code === 'EARG' || err.code === 'EZONEGEOM' ? 2 : 1;
+    }
+    // yargs wraps errors thrown by option coercion (our EARG checks) in a YError: usage errors.
+    if (err instanceof Error && err.name === 'YError') {
+      o.err(`vhost-user-zbd: ${err.message}`);
+      return 2;
     }
     o.err(`vhost-user-zbd: ${(err as Error).stack ?? String(err)}`);
     return 1;
