@@ -100,8 +100,9 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n "$uml_pid" ]]; then
     kill_uml TERM
+    # Up to 2 s for a clean exit (UML is our unreaped child: exited = zombie).
     for _ in 1 2 3 4 5 6 7 8 9 10; do
-      kill -0 -- "-$uml_pid" 2>/dev/null || break
+      [[ "$(ps -o stat= -p "$uml_pid" 2>/dev/null)" == [A-Y]* ]] || break
       sleep 0.2
     done
     kill_uml KILL
