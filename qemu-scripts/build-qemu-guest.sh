@@ -4,9 +4,11 @@
 # virtio_blk, mounts the host's / read-only over virtiofs and runs a command or a shell
 # (qemu-scripts/qemu-guest/init). Everything goes into a cache directory outside the repo.
 #
-# Usage: qemu-scripts/build-qemu-guest.sh [-q|--quiet] [--force]
+# Usage: qemu-scripts/build-qemu-guest.sh [-q|--quiet] [--force] [--dry-run]
 #   -q, --quiet  say nothing on stderr when the guest is already built
 #   --force      rebuild even when a completed build for this cache key exists
+#   --dry-run    only print the paths a build would produce (nothing downloaded or built;
+#                for --print-cmdline of run-qemu.sh / run-vm.sh)
 #
 # The last two lines on stdout are the kernel path and the initramfs path.
 #
@@ -37,10 +39,12 @@ builtin_required=(CONFIG_VIRTIO_PCI CONFIG_VIRTIO_FS CONFIG_FUSE_FS CONFIG_DEVTM
 
 force=0
 quiet=0
+dry_run=0
 for arg in "$@"; do
   case "$arg" in
     --force) force=1 ;;
     -q|--quiet) quiet=1 ;;
+    --dry-run) dry_run=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "build-qemu-guest: unknown argument: $arg" >&2; exit 2 ;;
   esac
@@ -79,7 +83,7 @@ version=
 if [[ -n "$pkg" ]]; then
   version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
 fi
-mkdir -p "$cache_root/debs"
+((dry_run)) || mkdir -p "$cache_root/debs"
 if [[ -z "$version" ]]; then
   # No apt lists (offline, cleaned image): fall back to the newest package already cached.
   # shellcheck disable=SC2012  # our own file names: no blanks
@@ -100,6 +104,11 @@ key_dir="$cache_root/qemu-guest-$build_key"
 kernel="$key_dir/vmlinuz"
 initrd="$key_dir/initrd.img"
 stamp="$key_dir/.complete"
+
+if ((dry_run)); then
+  printf '%s\n%s\n' "$kernel" "$initrd"
+  exit 0
+fi
 
 # Fast path without locking: the stamp is written only after both files are in place.
 if ((!force)) && [[ -f "$stamp" && -f "$kernel" && -f "$initrd" ]]; then

@@ -20,6 +20,7 @@
 #                        0 = no timeout (default with --interactive)
 #   --kernel PATH        kernel (default: build-qemu-guest.sh); --initrd PATH likewise
 #   --qemu PATH          QEMU binary (default: qemu-system-x86_64 from PATH)
+#   --qemu-arg ARG       one more QEMU argument, appended last (repeatable)
 #   --interactive        the guest console is this terminal (Ctrl-A X quits QEMU); COMMAND
 #                        defaults to an interactive bash; no output files, no timeout
 #   --print-cmdline      print the QEMU command line (scratch paths as <scratch>) and exit
@@ -52,6 +53,7 @@ timeout_s=
 kernel=
 initrd=
 qemu='qemu-system-x86_64'
+extra_qemu=()
 interactive=0
 print_only=0
 verbose=0
@@ -83,6 +85,7 @@ while (($#)); do
     --kernel) (($# >= 2)) || usage; kernel=$2; shift 2 ;;
     --initrd) (($# >= 2)) || usage; initrd=$2; shift 2 ;;
     --qemu) (($# >= 2)) || usage; qemu=$2; shift 2 ;;
+    --qemu-arg) (($# >= 2)) || usage; extra_qemu+=("$2"); shift 2 ;;
     --interactive) interactive=1; shift ;;
     --print-cmdline) print_only=1; shift ;;
     -v|--verbose) verbose=1; shift ;;
@@ -95,7 +98,12 @@ done
 cmd=("$@")
 if ((${#cmd[@]} == 0)); then
   ((interactive)) || { echo "run-qemu: no COMMAND given" >&2; usage; }
-  cmd=(bash -l)
+  # A short orientation, then the user's interactive bash (not a login shell: /etc/profile
+  # would reset the PATH passed from the host).
+  # shellcheck disable=SC2016  # expanded in the guest
+  cmd=(bash -c 'echo "test guest: host / read-only at /, writable scratch in $RUN_QEMU_SCRATCH; exit powers off"
+    for s in /sys/block/vd*/serial; do [ -e "$s" ] && echo "  /dev/$(basename "$(dirname "$s")"): serial $(cat "$s")"; done
+    exec bash -i')
 fi
 [[ -n "$timeout_s" ]] || { ((interactive)) && timeout_s=0 || timeout_s=300; }
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout wants a non-negative integer, got: $timeout_s"
@@ -111,7 +119,9 @@ done
 # --- kernel and initramfs ---
 if [[ -z "$kernel" || -z "$initrd" ]]; then
   [[ -z "$kernel" && -z "$initrd" ]] || die "give both --kernel and --initrd, or neither"
-  built=$("$script_dir/build-qemu-guest.sh" --quiet) || die "building the QEMU guest failed"
+  build=("$script_dir/build-qemu-guest.sh" --quiet)
+  ((!print_only)) || build+=(--dry-run)
+  built=$("${build[@]}") || die "building the QEMU guest failed"
   kernel=$(sed -n 1p <<<"$(tail -n 2 <<<"$built")")
   initrd=$(sed -n 2p <<<"$(tail -n 2 <<<"$built")")
 fi
@@ -245,7 +255,7 @@ for i in "${!fs_tags[@]}"; do
     -device "vhost-user-fs-pci,chardev=fs$i,tag=${fs_tags[i]},queue-size=1024")
 done
 append=(console=ttyS0 panic=-1 "vuzbd.scratch=$scratch")
-((verbose || interactive)) || append+=(quiet)
+((verbose)) || append+=(quiet)
 append+=("${kargs[@]}")
 qargs+=(-kernel "$kernel" -initrd "$initrd" -append "${append[*]}")
 if ((interactive)); then
@@ -256,6 +266,7 @@ if ((interactive)); then
 else
   qargs+=(-serial "file:$scratch/console.log")
 fi
+qargs+=("${extra_qemu[@]}")
 
 if ((print_only)); then
   qg_print_cmd "${qargs[@]}"
@@ -318,8 +329,13 @@ watchdog() {
 
 start=$(date +%s%N)
 ulimit -c 0
+tty_in=0
+if ((interactive)); then exec {tty_in}<&0; fi
 if ((interactive)); then
-  "${qargs[@]}" &
+  # Without job control bash gives background commands /dev/null as stdin unless told
+  # otherwise; QEMU must read the terminal. It stays in our process group, so the terminal
+  # lets it read.
+  "${qargs[@]}" <&"$tty_in" &
 else
   "${qargs[@]}" </dev/null >>"$scratch/qemu.log" 2>&1 &
 fi

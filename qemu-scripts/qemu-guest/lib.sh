@@ -63,13 +63,18 @@ qg_machine_args() {
     -machine q35,memory-backend=mem)
 }
 
-# Print an argv as one shell-quoted line.
+# Print an argv as one line a shell reads back as the same argv: words made only of
+# characters no shell treats specially are printed bare (QEMU's commas stay readable),
+# anything else in single quotes.
 qg_print_cmd() {
-  local first=1 a
+  local sep='' a
   for a in "$@"; do
-    ((first)) || printf ' '
-    first=0
-    printf '%q' "$a"
+    if [[ "$a" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
+      printf '%s%s' "$sep" "$a"
+    else
+      printf "%s'%s'" "$sep" "${a//\'/\'\\\'\'}"
+    fi
+    sep=' '
   done
   printf '\n'
 }
