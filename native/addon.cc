@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -407,6 +408,29 @@ Napi::Value ReadCounter(const Napi::CallbackInfo& info) {
   if (n == 0) return Napi::Number::New(info.Env(), -1);  // socket peer closed
   if (n != sizeof value) return ThrowErrno(info.Env(), "read", EIO, "fd=" + Str(fd) + ", short read " + Str(n));
   return Napi::Number::New(info.Env(), static_cast<double>(value));
+}
+
+// ---- synchronous wait (benchmark load generator) ----------------------------------------
+
+// poll() for readability on up to 64 fds, blocking the calling thread up to timeoutMs
+// (-1 = forever). The benchmark's load generator runs in its own process and sleeps here
+// between completions instead of spinning or paying an event-loop round trip. Returns the
+// number of readable fds (0 on timeout); fds[i] is set to -1 where nothing was ready.
+Napi::Value PollFds(const Napi::CallbackInfo& info) {
+  Args a(info);
+  Napi::Int32Array fds = a.Int32s(0);
+  int64_t timeout = a.Int(1, INT_MAX);
+  if (!a.Ok()) return Napi::Value();
+  size_t n = fds.ElementLength();
+  if (n > 64) return ThrowErrno(info.Env(), "poll", EINVAL, "nfds=" + Str(n));
+  struct pollfd p[64];
+  for (size_t i = 0; i < n; i++) p[i] = {fds[i], POLLIN, 0};
+  int r;
+  do r = poll(p, n, timeout == INT_MAX ? -1 : static_cast<int>(timeout));
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return ThrowErrno(info.Env(), "poll", errno, "nfds=" + Str(n));
+  for (size_t i = 0; i < n; i++) if (p[i].revents == 0) fds[i] = -1;
+  return Napi::Number::New(info.Env(), r);
 }
 
 // ---- shared memory -----------------------------------------------------------------------
@@ -915,6 +939,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"blkReportZonesAsync", BlkReportZonesAsync},
       {"blkZoneMgmtAsync", BlkZoneMgmtAsync},
       {"pageOffsetOf", PageOffsetOf},
+      {"pollFds", PollFds},
   };
   for (const auto& f : functions) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   exports.Set("FdPoller", FdPoller::Define(env));

@@ -71,6 +71,7 @@ interface Addon {
   blkReportZonesAsync(fd: number, sector: number, buf: Uint8Array, cb: (err: Error | null, zones: number) => void): void;
   blkZoneMgmtAsync(fd: number, request: number, sector: number, nrSectors: number, cb: (err: Error | null) => void): void;
   pageOffsetOf(view: Uint8Array): number;
+  pollFds(fds: Int32Array, timeoutMs: number): number;
   FdPoller: new (fd: number, mask: number, callback: PollCallback) => NativePoller;
   POLL_READABLE: number;
   POLL_WRITABLE: number;
@@ -449,4 +450,20 @@ export function blkZoneMgmtAsync(fd: number, op: number, sector: number, nrSecto
 export function pageOffsetOf(view: Uint8Array): number {
   if (!(view instanceof Uint8Array)) throw argError('pageOffsetOf', 'view must be a Uint8Array', view);
   return addon.pageOffsetOf(view);
+}
+
+// ---- synchronous wait ----------------------------------------------------------------------
+
+/**
+ * Blocks the calling thread until one of fds (at most 64) is readable or timeoutMs passes
+ * (Infinity = no limit). Returns how many are readable; fds[i] becomes -1 where nothing was
+ * ready. Only for a process that has nothing else to do meanwhile (the benchmark's load
+ * generator): it stalls the event loop.
+ */
+export function pollFds(fds: Int32Array, timeoutMs: number): number {
+  if (!(fds instanceof Int32Array) || fds.length > 64) throw argError('pollFds', 'fds must be an Int32Array of at most 64 fds', fds);
+  for (const f of fds) checkFd('pollFds', f, 'fds[]');
+  const t = timeoutMs === Infinity ? 0x7fffffff : timeoutMs;
+  checkInt('pollFds', 'timeoutMs', t, 0, 0x7fffffff);
+  return addon.pollFds(fds, t);
 }

@@ -1,0 +1,117 @@
+// `vhost-user-zbd bench`: qemu-storage-daemon and this daemon side by side on the same files,
+// driven by the same vhost-user load generator. Prints one table; optionally writes JSON,
+// a markdown section and the IOPS-vs-queue-depth plot.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Argv } from 'yargs';
+import { ZbdError } from '../errors.js';
+import { createLogger } from '../log.js';
+import { parseSize } from '../zoned/geometry.js';
+import type { CommandModule } from '../cli/main.js';
+import type { Out } from '../cli/image-commands.js';
+import { qdPlotSvg } from './plot.js';
+import { markdownReport, textReport } from './report.js';
+import { ALL_GROUPS, runSuite, type Group, type SuiteOptions } from './suite.js';
+
+export interface BenchArgs {
+  quick: boolean;
+  dir: string;
+  backend: 'file' | 'memory';
+  duration?: number;
+  warmup?: number;
+  reps?: number;
+  fileSize: string;
+  queueSize: number;
+  spinUs: number;
+  only?: string;
+  qsd: boolean;
+  fio: boolean;
+  qsdAio?: 'threads' | 'io_uring';
+  daemonNodeArgs?: string;
+  json?: string;
+  markdown?: string;
+  plot?: string;
+  logLevel: 'info' | 'warn' | 'silent';
+}
+
+export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
+  const groups = a.only ? a.only.split(',').map((g) => g.trim()).filter(Boolean) : [...ALL_GROUPS];
+  for (const g of groups) {
+    if (!(ALL_GROUPS as readonly string[]).includes(g)) throw new ZbdError('EARG', `--only: unknown group '${g}' (groups: ${ALL_GROUPS.join(', ')})`, g);
+  }
+  const num = (flag: string, v: number | undefined, def: number, min: number): number => {
+    const n = v ?? def;
+    if (!Number.isFinite(n) || n < min) throw new ZbdError('EARG', `${flag} ${String(v)} must be a number ≥ ${min}`, v);
+    return n;
+  };
+  const quick = a.quick;
+  const fileSize = parseSize('--file-size', a.fileSize);
+  if (fileSize < (1 << 20) || fileSize % 4096 !== 0) throw new ZbdError('EARG', `--file-size ${a.fileSize} must be at least 1M and a multiple of 4K`, a.fileSize);
+  return {
+    dir: path.resolve(a.dir),
+    backend: a.backend,
+    durationMs: num('--duration', a.duration, quick ? 0.3 : 2, 0.05) * 1000,
+    warmupMs: num('--warmup', a.warmup, quick ? 0.1 : 0.3, 0) * 1000,
+    reps: Math.round(num('--reps', a.reps, quick ? 1 : 3, 1)),
+    fileSize: quick ? Math.min(fileSize, 256 << 20) : fileSize,
+    queueSize: a.queueSize,
+    spinUs: a.spinUs,
+    groups: (quick && !a.only ? groups.filter((g) => g !== 'mq' && g !== 'sweep') : groups) as Group[],
+    qsd: a.qsd && a.backend === 'file',
+    fio: a.fio && a.backend === 'file',
+    sweepDepths: [1, 2, 4, 8, 16, 32, 64],
+    mqQueues: [1, 2, 4],
+    reportZones: quick ? 10_000 : 100_000,
+    imageZones: quick ? 100_000 : 1_000_000,
+    qsdAio: a.qsdAio,
+    oursNodeArgs: a.daemonNodeArgs ? a.daemonNodeArgs.split(/\s+/).filter(Boolean) : undefined,
+  };
+}
+
+export async function bench(a: BenchArgs, o: Out): Promise<number> {
+  const log = createLogger(a.logLevel);
+  const opts = suiteOptions(a);
+  if (opts.queueSize < 4 || opts.queueSize > 1024 || (opts.queueSize & (opts.queueSize - 1)) !== 0) {
+    throw new ZbdError('EARG', `--queue-size ${opts.queueSize} must be a power of two from 4 to 1024`, opts.queueSize);
+  }
+  log.info({ groups: opts.groups, durationMs: opts.durationMs, reps: opts.reps, dir: opts.dir, backend: opts.backend }, 'benchmark starting');
+  const result = await runSuite({ ...opts, log });
+  for (const l of textReport(result)) o.out(l);
+  if (a.json) fs.writeFileSync(a.json, JSON.stringify(result, null, 2) + '\n');
+  if (a.markdown) fs.writeFileSync(a.markdown, markdownReport(result));
+  if (a.plot) fs.writeFileSync(a.plot, qdPlotSvg(result));
+  const errors = result.rows.reduce((n, r) => n + r.errors, 0);
+  if (errors > 0) {
+    for (const r of result.rows) if (r.firstError) o.err(`vhost-user-zbd bench: ${r.workload.id} on ${r.daemon}: ${r.firstError}`);
+    return 1;
+  }
+  return 0;
+}
+
+const numOpt = (v: unknown): number | undefined => (v === undefined ? undefined : Number(v));
+
+export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('bench',
+  'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)', (c) => c
+    .option('quick', { type: 'boolean', default: false, describe: 'CI-sized smoke run: short runs, one repetition, no queue-depth sweep or multiqueue' })
+    .option('dir', { type: 'string', default: '/dev/shm/vuzbd-bench', describe: 'scratch directory for the files and sockets (tmpfs)' })
+    .option('backend', { choices: ['file', 'memory'] as const, default: 'file' as const, describe: 'memory: only this daemon, on a RAM disk' })
+    .option('duration', { type: 'string', coerce: numOpt, describe: 'seconds per run (default 2; --quick 0.3)' })
+    .option('warmup', { type: 'string', coerce: numOpt, describe: 'seconds of warm-up before each measured run (default 0.3)' })
+    .option('reps', { type: 'string', coerce: numOpt, describe: 'runs per daemon and workload, alternating A B A B (default 3; --quick 1)' })
+    .option('file-size', { type: 'string', default: '1G', describe: 'size of the raw file the regular workloads use' })
+    .option('queue-size', { type: 'string', coerce: numOpt, default: '256', describe: 'virtqueue size' })
+    .option('spin-us', { type: 'string', coerce: numOpt, default: '50', describe: 'load generator: poll this long before sleeping on the call eventfd' })
+    .option('only', { type: 'string', describe: `comma-separated groups: ${ALL_GROUPS.join(',')}` })
+    .option('qsd', { type: 'boolean', default: true, describe: 'run qemu-storage-daemon (--no-qsd: ours only)' })
+    .option('fio', { type: 'boolean', default: true, describe: 'run the fio ceiling' })
+    .option('qsd-aio', { choices: ['threads', 'io_uring'] as const, describe: "QSD file AIO mode (default: QSD's default, threads)" })
+    .option('daemon-node-args', { type: 'string', describe: "node flags for our daemon, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'" })
+    .option('json', { type: 'string', describe: 'write all results as JSON' })
+    .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
+    .option('plot', { type: 'string', describe: 'write IOPS vs queue depth as SVG' })
+    .option('log-level', { choices: ['info', 'warn', 'silent'] as const, default: 'info' as const, describe: 'progress log on stderr' }),
+(a) => done(bench({
+  quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
+  queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
+  daemonNodeArgs: a['daemon-node-args'], json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
+}, o)));

@@ -1,0 +1,13 @@
+// Child-process entry of the load generator: `node loadgen-main.js '<LoadJob JSON>'` prints one
+// LoadResult JSON line. A separate process, so its CPU time is measured apart from the
+// daemons' and its busy loop competes with them only as a guest vCPU would.
+import { runLoad, type LoadJob } from './loadgen.js';
+
+try {
+  const job = JSON.parse(process.argv[2] ?? '') as LoadJob;
+  const result = runLoad(job);
+  process.stdout.write(JSON.stringify(result) + '\n');
+} catch (err) {
+  process.stderr.write(`load generator: ${(err as Error).message}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,331 @@
+// The benchmark suite: prepares the files in /dev/shm, starts the daemons, runs every workload
+// through the load generator child process, alternating QSD and ours run by run (A B A B),
+// and keeps the median of each metric. Also runs fio on the same files (the ceiling) and
+// measures the load generator against a backend that does no I/O.
+import { spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { createImage } from '../backends/file-backend.js';
+import { startDaemon, packageRoot, type DaemonKind, type DaemonSpec, type RunningDaemon } from './daemons.js';
+import { fioAvailable, runFioJob, type FioJob, type FioResult } from './fio.js';
+import type { LoadJob, LoadResult, OpKind } from './loadgen.js';
+import { loadAverage, processMemory, type MemoryUse } from './proc-stat.js';
+
+export type Group = 'main' | 'sweep' | 'mq' | 'zoned' | 'report' | 'fio' | 'gen';
+export const ALL_GROUPS: readonly Group[] = ['main', 'sweep', 'mq', 'zoned', 'report', 'fio', 'gen'];
+
+export interface SuiteOptions {
+  dir: string;
+  /** 'file': QSD and ours on files in dir; 'memory': ours only, on a RAM disk (smoke runs). */
+  backend: 'file' | 'memory';
+  durationMs: number;
+  warmupMs: number;
+  reps: number;
+  fileSize: number;
+  queueSize: number;
+  spinUs: number;
+  groups: readonly Group[];
+  qsd: boolean;
+  fio: boolean;
+  sweepDepths: readonly number[];
+  mqQueues: readonly number[];
+  /** Zones per report request, and zones of the report image. */
+  reportZones: number;
+  imageZones: number;
+  qsdAio?: 'threads' | 'io_uring';
+  oursNodeArgs?: string[];
+  oursEnv?: Record<string, string>;
+  log: Logger;
+}
+
+export interface Workload {
+  id: string;
+  title: string;
+  group: Group;
+  op: OpKind;
+  bs: number;
+  qd: number;
+  queues: number;
+  target: 'raw' | 'zoned' | 'report';
+}
+
+/** One row of the result table (medians over the repetitions). */
+export interface Row {
+  workload: Workload;
+  daemon: DaemonKind | 'fio' | 'qsd null-co';
+  runs: number;
+  iops: number;
+  mbps: number;
+  p50Us: number;
+  p99Us: number;
+  daemonCpuS: number;
+  genCpuS: number;
+  seconds: number;
+  errors: number;
+  firstError: string | null;
+}
+
+export interface SuiteResult {
+  rows: Row[];
+  commands: string[];
+  /** Daemon memory with the report image (file backend only). */
+  memory: { zones: number; afterStart: MemoryUse; afterReports: MemoryUse } | null;
+  /** Zones per report request actually used. */
+  reportZones: number;
+  load: { before: [number, number, number]; after: [number, number, number] };
+  cpus: number;
+  options: Omit<SuiteOptions, 'log'>;
+  startedAt: string;
+  elapsedS: number;
+}
+
+const KiB = 1024, MiB = 1024 * KiB;
+/** Zoned streams: 8 zones of 256 MiB (a zone fills in ~0.1 s at 2.5 GB/s, then it is reset). */
+const STREAM_ZONES = 8;
+const STREAM_ZONE_BYTES = 256 * MiB;
+const REPORT_ZONE_BYTES = 64 * KiB;
+
+export function workloads(o: Pick<SuiteOptions, 'groups' | 'sweepDepths' | 'mqQueues'>): Workload[] {
+  const w: Workload[] = [];
+  const want = (g: Group): boolean => o.groups.includes(g);
+  const rr = (qd: number, group: Group, queues = 1): Workload => ({
+    id: `randread-4k-qd${qd}${queues > 1 ? `-q${queues}` : ''}`,
+    title: `4K random read QD${qd}${queues > 1 ? ` × ${queues} queues` : ''}`,
+    group, op: 'randread', bs: 4 * KiB, qd, queues, target: 'raw',
+  });
+  if (want('main')) {
+    w.push(rr(1, 'main'), rr(32, 'main'));
+    w.push({ id: 'randwrite-4k-qd32', title: '4K random write QD32', group: 'main', op: 'randwrite', bs: 4 * KiB, qd: 32, queues: 1, target: 'raw' });
+    w.push({ id: 'seqwrite-128k-qd32', title: '128K sequential write QD32', group: 'main', op: 'seqwrite', bs: 128 * KiB, qd: 32, queues: 1, target: 'raw' });
+  }
+  if (want('sweep')) {
+    for (const qd of o.sweepDepths) if (!(want('main') && (qd === 1 || qd === 32))) w.push(rr(qd, 'sweep'));
+  }
+  if (want('mq')) {
+    for (const q of o.mqQueues) if (!(q === 1 && want('main'))) w.push(rr(32, 'mq', q));
+  }
+  if (want('zoned')) {
+    w.push({ id: 'append-4k-qd32', title: `4K zone append QD32, ${STREAM_ZONES} zones`, group: 'zoned', op: 'append', bs: 4 * KiB, qd: 32, queues: 1, target: 'zoned' });
+    w.push({ id: 'append-128k-qd32', title: `128K zone append QD32, ${STREAM_ZONES} zones`, group: 'zoned', op: 'append', bs: 128 * KiB, qd: 32, queues: 1, target: 'zoned' });
+    w.push({ id: 'zwrite-128k-qd32', title: `128K write at the write pointer QD32, ${STREAM_ZONES} zones`, group: 'zoned', op: 'zwrite', bs: 128 * KiB, qd: 32, queues: 1, target: 'zoned' });
+  }
+  if (want('report')) {
+    w.push({ id: 'report', title: 'zone report', group: 'report', op: 'report', bs: 512, qd: 1, queues: 1, target: 'report' });
+  }
+  return w;
+}
+
+const median = (v: number[]): number => {
+  if (v.length === 0) return NaN;
+  const s = [...v].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function summarize(workload: Workload, daemon: Row['daemon'], runs: LoadResult[]): Row {
+  const m = (f: (r: LoadResult) => number): number => median(runs.map(f));
+  return {
+    workload, daemon, runs: runs.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
+    p99Us: m((r) => r.p99Us), daemonCpuS: m((r) => r.daemonCpuS), genCpuS: m((r) => r.genCpuS), seconds: m((r) => r.seconds),
+    errors: runs.reduce((a, r) => a + r.errors, 0), firstError: runs.find((r) => r.firstError)?.firstError ?? null,
+  };
+}
+
+/** Runs the load generator in a child process. */
+export function runLoadChild(job: LoadJob): Promise<LoadResult> {
+  const script = path.join(packageRoot(), 'dist', 'bench', 'loadgen-main.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, JSON.stringify(job)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '', err = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      if (code !== 0) { reject(new Error(`load generator failed (exit ${code}): ${err.trim()}`)); return; }
+      try { resolve(JSON.parse(out) as LoadResult); } catch { reject(new Error(`load generator printed no result: ${out}${err}`)); }
+    });
+  });
+}
+
+/** A raw file of fileSize bytes of random data (reads then hit real, distinct pages). */
+function prepareRawFile(file: string, size: number): void {
+  if (fs.existsSync(file) && fs.statSync(file).size === size) return;
+  const fd = fs.openSync(file, 'w');
+  try {
+    const chunk = new Uint8Array(4 * MiB);
+    for (let off = 0; off < size; off += chunk.length) {
+      randomFillSync(chunk);
+      fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+interface Target {
+  spec: Omit<DaemonSpec, 'kind' | 'socket' | 'queues'>;
+  /** Byte range of the random/sequential workloads. */
+  offset: number;
+  span: number;
+  zones?: LoadJob['zones'];
+  reportZones?: number;
+}
+
+export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
+  const log = o.log;
+  const t0 = Date.now();
+  const startedAt = new Date().toISOString();
+  const loadBefore = loadAverage();
+  fs.mkdirSync(o.dir, { recursive: true });
+  const list = workloads(o);
+  const rows: Row[] = [];
+  const commands: string[] = [];
+  const note = (cmd: string): void => { if (!commands.includes(cmd)) commands.push(cmd); };
+  let memory: SuiteResult['memory'] = null;
+  let reportZonesUsed = o.reportZones;
+  const memoryMode = o.backend === 'memory';
+  const daemonsFor = (w: Workload): DaemonKind[] => (w.target === 'raw' && o.qsd && !memoryMode ? ['qsd', 'ours'] : ['ours']);
+  const maxQueues = Math.max(1, ...list.map((w) => w.queues));
+
+  const baseJob = (w: Workload, t: Target, socket: string, pid: number): LoadJob => ({
+    socket, daemonPid: pid, op: w.op, bs: w.bs, qd: w.qd, queues: w.queues, queueSize: o.queueSize,
+    offset: t.offset, span: t.span, zones: t.zones, reportZones: t.reportZones,
+    warmupMs: o.warmupMs, durationMs: o.durationMs, spinUs: o.spinUs,
+  });
+
+  /** Runs `ws` on `target`: starts the daemons it needs, alternates them run by run. */
+  const runOn = async (ws: Workload[], target: Target): Promise<void> => {
+    if (ws.length === 0) return;
+    const kinds = [...new Set(ws.flatMap(daemonsFor))];
+    const running = new Map<DaemonKind, RunningDaemon>();
+    try {
+      for (const kind of kinds) {
+        const spec: DaemonSpec = {
+          ...target.spec, kind, socket: path.join(o.dir, `${kind}.sock`), queues: maxQueues,
+          qsdAio: o.qsdAio, nodeArgs: kind === 'ours' ? o.oursNodeArgs : undefined, env: kind === 'ours' ? o.oursEnv : undefined,
+        };
+        const d = await startDaemon(spec);
+        running.set(kind, d);
+        note(d.command);
+        log.info({ daemon: kind, pid: d.pid }, 'daemon started');
+      }
+      if (target.reportZones) reportZonesUsed = target.reportZones;
+      if (target.reportZones && running.has('ours') && !memoryMode) {
+        const pid = running.get('ours')!.pid;
+        memory = { zones: target.reportZones ? o.imageZones : 0, afterStart: processMemory(pid), afterReports: processMemory(pid) };
+      }
+      for (const w of ws) {
+        const ds = daemonsFor(w);
+        const results = new Map<DaemonKind, LoadResult[]>(ds.map((d) => [d, []]));
+        for (let rep = 0; rep < o.reps; rep++) {
+          // A B A B ...: the order flips every repetition so neither daemon always runs first.
+          const order = rep % 2 === 0 ? ds : [...ds].reverse();
+          for (const kind of order) {
+            const d = running.get(kind)!;
+            const r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
+            results.get(kind)!.push(r);
+            log.info({ workload: w.id, daemon: kind, rep, iops: Math.round(r.iops), p50Us: +r.p50Us.toFixed(1), errors: r.errors }, 'run');
+          }
+        }
+        for (const kind of ds) rows.push(summarize(w, kind, results.get(kind)!));
+      }
+      if (target.reportZones && running.has('ours') && memory) {
+        memory.afterReports = processMemory(running.get('ours')!.pid);
+      }
+    } finally {
+      for (const d of running.values()) await d.stop();
+    }
+  };
+
+  if (memoryMode) {
+    // One RAM disk for everything: conventional zones for the regular workloads, sequential
+    // zones behind them for the zoned ones.
+    const zoneBytes = 16 * MiB, conv = Math.ceil(o.fileSize / zoneBytes);
+    const nz = conv + STREAM_ZONES + 64;
+    const t: Target = {
+      spec: { memory: { size: String(nz * zoneBytes), zoneSize: String(zoneBytes), conventional: conv } },
+      offset: 0, span: conv * zoneBytes,
+      zones: { first: conv, count: STREAM_ZONES, zoneSectors: zoneBytes / 512, capSectors: zoneBytes / 512 },
+      reportZones: Math.min(o.reportZones, nz),
+    };
+    await runOn(list, t);
+  } else {
+    const raw = path.join(o.dir, 'raw.img');
+    const rawWs = list.filter((w) => w.target === 'raw');
+    if (rawWs.length > 0 || (o.fio && o.groups.includes('fio'))) {
+      log.info({ file: raw, bytes: o.fileSize }, 'preparing the raw file');
+      prepareRawFile(raw, o.fileSize);
+    }
+    await runOn(rawWs, { spec: { image: raw, model: 'none' }, offset: 0, span: o.fileSize });
+
+    const zonedWs = list.filter((w) => w.target === 'zoned');
+    const zimg = path.join(o.dir, 'zoned.img');
+    let zonedHeader: ReturnType<typeof createImage> | null = null;
+    if (zonedWs.length > 0 || (o.fio && o.groups.includes('fio'))) {
+      zonedHeader = createImage(zimg, {
+        capacitySectors: 2 * STREAM_ZONES * STREAM_ZONE_BYTES / 512, zoneSectors: STREAM_ZONE_BYTES / 512,
+        conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
+      });
+      note(`vhost-user-zbd create ${zimg} --size ${2 * STREAM_ZONES * STREAM_ZONE_BYTES / MiB}M --zone-size ${STREAM_ZONE_BYTES / MiB}M --force`);
+    }
+    await runOn(zonedWs, {
+      spec: { image: zimg, model: 'hm' }, offset: 0, span: 0,
+      zones: { first: 0, count: STREAM_ZONES, zoneSectors: STREAM_ZONE_BYTES / 512, capSectors: STREAM_ZONE_BYTES / 512 },
+    });
+
+    const reportWs = list.filter((w) => w.target === 'report');
+    if (reportWs.length > 0) {
+      const rimg = path.join(o.dir, 'report.img');
+      createImage(rimg, {
+        capacitySectors: o.imageZones * REPORT_ZONE_BYTES / 512, zoneSectors: REPORT_ZONE_BYTES / 512,
+        conventionalZones: 0, blockSize: 4096, force: true,
+      });
+      note(`vhost-user-zbd create ${rimg} --size ${o.imageZones * REPORT_ZONE_BYTES / KiB}K --zone-size ${REPORT_ZONE_BYTES / KiB}K --force`);
+      await runOn(reportWs, { spec: { image: rimg, model: 'hm' }, offset: 0, span: 0, reportZones: o.reportZones });
+      fs.rmSync(rimg, { force: true });
+    }
+
+    if (o.groups.includes('gen') && o.qsd) {
+      // The load generator against a daemon with nothing behind it: its own ceiling.
+      const w: Workload = { id: 'gen-null-qd32', title: '4K random read QD32, QSD null-co (no I/O)', group: 'gen', op: 'randread', bs: 4 * KiB, qd: 32, queues: 1, target: 'raw' };
+      const d = await startDaemon({ kind: 'qsd', socket: path.join(o.dir, 'null.sock'), queues: 1, qsdDriver: 'null-co' });
+      note(d.command);
+      try {
+        const runs: LoadResult[] = [];
+        for (let rep = 0; rep < o.reps; rep++) runs.push(await runLoadChild(baseJob(w, { spec: {}, offset: 0, span: 1 << 30 }, d.spec.socket, d.pid)));
+        rows.push(summarize(w, 'qsd null-co', runs));
+      } finally {
+        await d.stop();
+      }
+    }
+
+    if (o.fio && o.groups.includes('fio') && fioAvailable()) {
+      const fioRow = (w: Workload, j: FioJob): void => {
+        const results: FioResult[] = [];
+        for (let rep = 0; rep < Math.min(o.reps, 2); rep++) results.push(runFioJob(j));
+        note(results[0].command);
+        const m = (f: (r: FioResult) => number): number => median(results.map(f));
+        rows.push({
+          workload: w, daemon: 'fio', runs: results.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
+          p99Us: m((r) => r.p99Us), daemonCpuS: m((r) => r.cpuS), genCpuS: NaN, seconds: m((r) => r.seconds), errors: 0, firstError: null,
+        });
+        log.info({ workload: w.id, daemon: 'fio', iops: Math.round(m((r) => r.iops)) }, 'fio');
+      };
+      const d = o.durationMs;
+      for (const w of workloads({ groups: ['main'], sweepDepths: [], mqQueues: [] })) {
+        fioRow(w, { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: d });
+      }
+      if (zonedHeader) {
+        const span = STREAM_ZONES * STREAM_ZONE_BYTES;
+        const w: Workload = { id: 'fio-seqwrite-128k-fresh', title: `128K sequential write QD32 into holes (${STREAM_ZONES} zones' range)`, group: 'fio', op: 'seqwrite', bs: 128 * KiB, qd: 32, queues: 1, target: 'zoned' };
+        fioRow(w, { file: zimg, rw: 'write', bs: 128 * KiB, iodepth: 32, offset: zonedHeader.dataOffset, size: span, durationMs: d, fresh: true });
+      }
+    }
+    fs.rmSync(zimg, { force: true });
+  }
+  return {
+    rows, commands, memory, reportZones: reportZonesUsed, load: { before: loadBefore, after: loadAverage() }, cpus: (await import('node:os')).cpus().length,
+    options: { ...o, log: undefined } as unknown as Omit<SuiteOptions, 'log'>, startedAt, elapsedS: (Date.now() - t0) / 1000,
+  };
+}
