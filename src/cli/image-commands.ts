@@ -6,6 +6,7 @@ import { ZONE_COND_LONG_NAMES, ZoneOp, ZoneResult } from '../zoned/types.js';
 import {
   createImage, inspectImageFd, openImage, openLocked, repairImageFd, type ImageProfile,
 } from '../backends/file-backend.js';
+import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { formatZoneLine, zoneJson, type ZoneJson } from './report-format.js';
 
 /** Where command output goes; tests capture it. */
@@ -54,8 +55,13 @@ export function cmdCreate(a: CreateArgs, o: Out): number {
   return 0;
 }
 
-export async function cmdReport(a: { image: string; json?: boolean; zone?: number; count?: number }, o: Out): Promise<number> {
-  const { backend, header } = openImage(a.image, { readOnly: true });
+export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number }
+
+export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
+  if (!!a.image === !!a.device) throw new ZbdError('EARG', 'report needs exactly one of IMAGE or --device /dev/X', { image: a.image, device: a.device });
+  if (a.device) return cmdReportDevice(a, a.device, o);
+  const image = a.image as string;
+  const { backend, header } = openImage(image, { readOnly: true });
   try {
     const g = header.geometry;
     const first = a.zone ?? 0;
@@ -71,10 +77,47 @@ export async function cmdReport(a: { image: string; json?: boolean; zone?: numbe
     });
     if (a.json) {
       o.out(JSON.stringify({
-        image: a.image, serial: backend.info.serial, profile: header.profile,
+        image, serial: backend.info.serial, profile: header.profile,
         capacitySectors: g.capacitySectors, blockSize: g.blockSize, zoneSectors: g.zoneSectors,
         zoneCapacitySectors: g.zoneCapacitySectors, nrZones: g.nrZones, conventionalZones: g.conventionalZones,
         maxOpenZones: g.maxOpenZones, maxActiveZones: g.maxActiveZones, maxAppendSectors: g.maxAppendSectors,
+        zones,
+      }, null, 2));
+    }
+    return 0;
+  } finally {
+    await backend.close();
+  }
+}
+
+/**
+ * The zones of a host zoned device as the daemon serves them (FULL zones with the write
+ * pointer at the zone end, as the guest sees them). Opened read-only and shared, so it can
+ * look at a device a daemon is serving.
+ */
+async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<number> {
+  const backend = HostDeviceBackend.open(device, { readOnly: true, exclusive: false });
+  try {
+    const zi = backend.info.zoned;
+    if (!zi) throw new ZbdError('EDEVICE', `${device} is not zoned: no zones to report`, device);
+    const first = a.zone ?? 0;
+    if (!Number.isInteger(first) || first < 0 || first >= zi.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of ${device} (0..${zi.nrZones - 1})`, first);
+    const count = a.count ?? zi.nrZones;
+    const zones: ZoneJson[] = [];
+    let z = first;
+    await backend.reportZones(first * zi.zoneSectors, count, (start, len, cap, wp, type, cond) => {
+      if (a.json) zones.push(zoneJson(z, start, len, cap, wp, type, cond));
+      else o.out(formatZoneLine(start, len, cap, wp, type, cond));
+      z++;
+      return true;
+    });
+    if (a.json) {
+      const f = backend.facts;
+      o.out(JSON.stringify({
+        device, name: f.name, serial: backend.info.serial, model: f.model,
+        capacitySectors: backend.info.capacitySectors, blockSize: backend.info.blockSize, physicalBlockSize: backend.info.physicalBlockSize,
+        zoneSectors: zi.zoneSectors, zoneCapacitySectors: zi.zoneCapacitySectors, nrZones: zi.nrZones, conventionalZones: zi.conventionalZones,
+        maxOpenZones: zi.maxOpenZones, maxActiveZones: zi.maxActiveZones, maxAppendSectors: zi.maxAppendSectors,
         zones,
       }, null, 2));
     }
