@@ -33,10 +33,12 @@ packages=(
   # static busybox: `poweroff -f` in the UML init, and the QEMU initramfs userland.
   # (busybox-static and busybox conflict; the static one serves both uses.)
   busybox-static
-  # QEMU non-zoned path + qemu-storage-daemon reference backend
+  # QEMU non-zoned path + qemu-storage-daemon reference backend; qemu-system-common also
+  # has /usr/lib/qemu/virtiofsd, which shares the host's / with the QEMU test guest
   qemu-system-x86 qemu-system-common qemu-utils
-  # QEMU guest initramfs packing (run-vm.sh)
-  cpio
+  # QEMU test guest initramfs packing (build-qemu-guest.sh; the kernel .deb comes from
+  # `apt-get download`, its modules are .ko.xz: xz-utils above)
+  cpio gzip
   # run-uml.sh: timeout/setsid/flock/mktemp
   coreutils
 )
