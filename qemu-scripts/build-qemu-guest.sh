@@ -81,7 +81,7 @@ resolve_package() {
 pkg=$(resolve_package || true)
 version=
 if [[ -n "$pkg" ]]; then
-  version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1)
+  version=$(apt-cache show --no-all-versions "$pkg" 2>/dev/null | sed -n 's/^Version: //p' | head -n 1 || true)
 fi
 ((dry_run)) || mkdir -p "$cache_root/debs"
 if [[ -z "$version" ]]; then
