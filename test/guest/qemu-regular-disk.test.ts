@@ -188,7 +188,9 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
     // Exactly one error line naming the feature, the cause and both fixes.
     const errors = logLines(daemon.log).filter((l) => l.level >= 50);
     const zonedErrors = errors.filter((l) => l.msg.includes('VIRTIO_BLK_F_ZONED'));
-    expect(zonedErrors, JSON.stringify(errors, null, 1)).toHaveLength(1);
+    // Soft: a wrong count still lets the zone-state checks below run and report.
+    expect.soft(zonedErrors, JSON.stringify(errors, null, 1)).toHaveLength(1);
+    expect(zonedErrors.length).toBeGreaterThan(0);
     expect(zonedErrors[0].msg).toMatch(/vhost-user-blk-pci never passes/);
     expect(zonedErrors[0].msg).toMatch(/QEMU >= 10\.2 .*vhost-user-test-device-pci/);
     expect(zonedErrors[0].msg).toMatch(/User-Mode Linux/);
