@@ -201,10 +201,14 @@ trap 'exit 143' TERM
 # we hold is the one to kill.
 start_virtiofsd() {
   local tag=$1 dir=$2 mode=$3 sock="$scratch/fs-$1.sock" log="$scratch/fs-$1.log"
-  local source=$dir
+  local source=$dir cache=auto
   [[ "$mode" == rw ]] || source="$scratch/root-view"
+  # For a one-command run the host's / does not change under the guest: let the guest cache
+  # it (exec of fio/blkzone gets ~0.6 s faster per boot). Writable shares and an interactive
+  # session keep cache=auto, so host-side edits show up in the guest.
+  [[ "$mode" == rw ]] || ((interactive)) || cache=always
   local fsd=("$virtiofsd" "--socket-path=$sock" -o "source=$source" -o sandbox=chroot
-    -o cache=auto -o log_level=warn -o no_xattr)
+    -o "cache=$cache" -o log_level=warn -o no_xattr)
   if [[ "$mode" == ro ]]; then
     mkdir -p "$source"
     # unshare runs without --fork and sh execs: one PID from here to virtiofsd.
