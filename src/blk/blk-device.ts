@@ -41,6 +41,8 @@ export class BlkDevice implements VirtioDevice {
   private writeback = true;
   private driverFeatures = 0n;
   private zonedNegotiated = false;
+  /** The missing-ZONED error is said once per front-end session (QEMU sends SET_FEATURES twice). */
+  private warnedNotZoned = false;
   private readonly inflight: number[];
   private readonly drainWaiters: (() => void)[][];
   private readonly pendingNotify = new Set<VirtQueueHandle>();
@@ -105,7 +107,8 @@ export class BlkDevice implements VirtioDevice {
     // Without FLUSH or CONFIG_WCE the driver cannot ask for durability: be write-through.
     if ((features & (bit(BLK_F.FLUSH) | bit(BLK_F.CONFIG_WCE))) === 0n) this.writeback = false;
     this.log.info({ features: '0x' + features.toString(16), zoned: this.zonedNegotiated }, 'driver features negotiated');
-    if (this.zoned && !this.zonedNegotiated) {
+    if (this.zoned && !this.zonedNegotiated && !this.warnedNotZoned) {
+      this.warnedNotZoned = true;
       this.log.error(
         'the front-end did not negotiate VIRTIO_BLK_F_ZONED: the guest sees a regular disk and zone commands fail with UNSUPP ' +
         '(writes still obey the zone rules). QEMU vhost-user-blk-pci never passes the zoned feature; use QEMU >= 10.2 with ' +
@@ -117,6 +120,7 @@ export class BlkDevice implements VirtioDevice {
   reset(): void {
     this.driverFeatures = 0n;
     this.zonedNegotiated = false;
+    this.warnedNotZoned = false;
     this.writeback = true;
     this.config = this.makeConfig();
   }
