@@ -9,9 +9,15 @@
 // not (a buffer at an odd offset, a 512-byte segment on a 4K device) or the request itself
 // is not block aligned (a sub-block read), the whole request goes through one aligned
 // bounce buffer instead: checked per request, bounced only when needed.
+//
+// Only memory mapped through the addon (guest RAM shared by the front-end, the bounce
+// buffers) goes to the device directly. JavaScript heap memory (tests, the report command)
+// is always copied: its pages are shared with other objects and recycled by V8 and malloc
+// while a transfer may still hold them. Under UML 6.12 heap buffers at sub-page offsets
+// lost whole sectors on O_DIRECT (seen on null_blk; mapped memory at the same offsets never did).
 import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
-import { pageOffsetOf, pageSize } from '../native/index.js';
+import { closeFd, isMapped, memfdCreate, mmap, munmap, pageOffsetOf, pageSize } from '../native/index.js';
 import type { IoVec } from './backend.js';
 import { iovBytes, iovRead, iovWrite } from './iovec.js';
 
@@ -28,12 +34,13 @@ const isPow2 = (v: number): boolean => Number.isInteger(v) && v > 0 && (v & (v -
 
 /**
  * Page-aligned scratch buffers in power-of-two sizes from 64 KiB, kept for reuse up to a
- * byte budget. JavaScript cannot ask for aligned memory, so each buffer is a slightly larger
- * ArrayBuffer viewed from its first page boundary.
+ * byte budget. Each is a shared mapping of its own memfd (the fd is closed at once; the
+ * mapping keeps the memory), so it is page aligned and never moved or reused behind our back.
  */
 export class BouncePool {
   private readonly free = new Map<number, Uint8Array[]>();
   private cachedBytes = 0;
+  private closed = false;
   /** Buffers allocated so far (tests check that aligned I/O allocates none). */
   allocations = 0;
 
@@ -47,28 +54,42 @@ export class BouncePool {
 
   /** A page-aligned buffer of exactly `bytes` bytes (a view of a buffer of its size class). */
   take(bytes: number): Uint8Array {
+    if (this.closed) throw new ZbdError('EARG', 'bounce pool used after close', bytes);
     const size = BouncePool.sizeClass(bytes);
-    const list = this.free.get(size);
-    let buf = list?.pop();
-    if (buf) this.cachedBytes -= size;
-    else {
-      const page = pageSize();
-      const ab = new ArrayBuffer(size + page);
-      const skew = pageOffsetOf(new Uint8Array(ab, 0, 1));
-      buf = new Uint8Array(ab, (page - skew) % page, size);
+    let buf = this.free.get(size)?.pop();
+    if (buf) {
+      this.cachedBytes -= size;
+    } else {
+      const fd = memfdCreate('vuzbd-bounce', size);
+      try {
+        buf = new Uint8Array(mmap(fd, 0, size, true));
+      } finally {
+        closeFd(fd);
+      }
       this.allocations++;
     }
     return buf.subarray(0, bytes);
   }
 
-  /** Give back a buffer from take(). */
+  /** Give back a buffer from take() once no transfer uses it any more. */
   give(view: Uint8Array): void {
-    const full = new Uint8Array(view.buffer, view.byteOffset, BouncePool.sizeClass(view.byteLength));
-    if (this.cachedBytes + full.byteLength > this.maxCachedBytes) return; // the GC takes it
+    const full = new Uint8Array(view.buffer, 0, view.buffer.byteLength);
+    if (this.closed || this.cachedBytes + full.byteLength > this.maxCachedBytes) {
+      munmap(full.buffer as ArrayBuffer);
+      return;
+    }
     let list = this.free.get(full.byteLength);
     if (!list) { list = []; this.free.set(full.byteLength, list); }
     list.push(full);
     this.cachedBytes += full.byteLength;
+  }
+
+  /** Unmap every cached buffer; buffers still out are unmapped when given back. */
+  close(): void {
+    this.closed = true;
+    for (const list of this.free.values()) for (const b of list) munmap(b.buffer as ArrayBuffer);
+    this.free.clear();
+    this.cachedBytes = 0;
   }
 }
 
@@ -118,16 +139,21 @@ export class DirectIo {
     this.pool = new BouncePool(o.poolBytes);
   }
 
-  /** True when the kernel accepts iov at byte position pos for O_DIRECT as it is. */
+  /** True when iov at byte position pos can go to the device as it is (see the top of the file). */
   canGoDirect(pos: number, iov: IoVec): boolean {
     const bs = this.blockSize;
     if (pos % bs !== 0) return false;
     const mask = this.memAlign - 1;
     for (const b of iov) {
-      if (b.byteLength % bs !== 0) return false;
+      if (b.byteLength % bs !== 0 || !isMapped(b)) return false;
       if ((pageOffsetOf(b) & mask) !== 0) return false;
     }
     return true;
+  }
+
+  /** Release the bounce buffers (the fd belongs to the caller). */
+  close(): void {
+    this.pool.close();
   }
 
   /** Fill iov from the device at byte position pos (any position and length). */

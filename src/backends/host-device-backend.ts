@@ -406,9 +406,19 @@ export class HostDeviceBackend implements Backend {
     if (n % this.blockSectors !== 0) return { result: ZoneResult.UNALIGNED_WP, sector: 0 };
     return this.queues.run(z, async () => {
       if (!(await this.fresh(z))) return { result: ZoneResult.IO_ERROR, sector: 0 };
-      const target = this.wp[z];
+      let target = this.wp[z];
       if (n === 0) return { result: this.cond[z] === ZoneCond.OFFLINE ? ZoneResult.INVALID : ZoneResult.OK, sector: target };
-      const result = await this.seqWrite(z, target, n, iov, 'append');
+      let result = await this.seqWrite(z, target, n, iov, 'append');
+      const wpNow = this.wp[z];
+      const landed = wpNow > target && wpNow <= target + n;
+      if (result === ZoneResult.IO_ERROR && this.stale[z] === 0 && wpNow !== target && !landed) {
+        // The device's write pointer was not where our copy had it (the zone was changed
+        // behind our back) and nothing landed. An append names no sector, so it is not the
+        // guest's mistake: try once more at the write pointer just re-read.
+        this.log?.warn({ zone: z, staleWp: target, wp: this.wp[z] }, 'append retried at the re-read write pointer');
+        target = this.wp[z];
+        result = await this.seqWrite(z, target, n, iov, 'append');
+      }
       return { result, sector: target };
     });
   }
@@ -552,6 +562,7 @@ export class HostDeviceBackend implements Backend {
       const r = await this.flush();
       if (r !== ZoneResult.OK) this.log?.error('final flush failed');
     }
+    this.io.close();
     await new Promise<void>((resolve, reject) => fs.close(this.fd, (e) => (e ? reject(e) : resolve())));
   }
 }

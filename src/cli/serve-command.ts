@@ -2,6 +2,7 @@
 // whichever VMM connects, one front-end at a time, until SIGINT/SIGTERM.
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Argv } from 'yargs';
 import type { LevelWithSilent } from 'pino';
 import { ZbdError } from '../errors.js';
@@ -10,6 +11,7 @@ import type { Backend } from '../backends/backend.js';
 import { openImage } from '../backends/file-backend.js';
 import { createMemoryBackend } from '../backends/memory-backend.js';
 import { RawFileBackend } from '../backends/raw-file-backend.js';
+import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { BlkDevice } from '../blk/blk-device.js';
 import { VhostUserServer } from '../vhost-user/server.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
@@ -20,6 +22,8 @@ export interface ServeArgs {
   socket: string;
   image?: string;
   memory?: boolean;
+  /** A host block device: zoned (host-managed) with --model hm, a regular one with --model none. */
+  device?: string;
   size?: string;
   zoneSize?: string;
   zoneCapacity?: string;
@@ -37,7 +41,15 @@ export interface ServeArgs {
 }
 
 export function openBackend(a: ServeArgs, log: Logger): Backend {
-  if (!!a.image === !!a.memory) throw new ZbdError('EARG', 'give exactly one of --image IMG or --memory', a.image);
+  const sources = [a.image, a.memory, a.device].filter((v) => v !== undefined && v !== false).length;
+  if (sources !== 1) throw new ZbdError('EARG', 'give exactly one of --image IMG, --memory or --device /dev/X', { image: a.image, memory: a.memory, device: a.device });
+  if (a.device) {
+    // The geometry is the device's own: refuse flags that would silently do nothing.
+    const ignored = (['size', 'zoneSize', 'zoneCapacity', 'conventional', 'maxOpen', 'maxActive', 'blockSize'] as const)
+      .filter((k) => a[k] !== undefined);
+    if (ignored.length) throw new ZbdError('EARG', `--device takes its geometry from the device; drop ${ignored.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')}`, ignored);
+    return HostDeviceBackend.open(a.device, { readOnly: a.readOnly, model: a.model, logger: log });
+  }
   if (a.memory) {
     if (!a.size) throw new ZbdError('EARG', '--memory needs --size', undefined);
     const sectors = (flag: string, v: string): number => bytesToSectors(flag, parseSize(flag, v));
@@ -56,14 +68,16 @@ export function openBackend(a: ServeArgs, log: Logger): Backend {
 
 export function vmHints(socket: string, queues: number): string[] {
   const s = path.resolve(socket);
+  // The scripts ship with the package: print absolute paths so the lines paste anywhere.
+  const scripts = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../qemu-scripts');
   return [
-    'Zoned guest, User-Mode Linux 6.12 (qemu-scripts/run-uml.sh builds and boots one):',
-    `  linux mem=512M ... virtio_uml.device=${s}:2`,
-    'Zoned guest, QEMU >= 10.2 (shared guest memory is required):',
-    `  qemu-system-x86_64 -machine q35,memory-backend=mem -object memory-backend-memfd,id=mem,size=2G,share=on \\`,
-    `    -chardev socket,id=vu0,path=${s} \\`,
-    `    -device vhost-user-test-device-pci,chardev=vu0,virtio-id=2,num_vqs=${queues},vq_size=256,config_size=96 ...`,
-    'QEMU < 10.2 (vhost-user-blk-pci never passes the zoned feature): serve with --model none for a regular disk.',
+    'Zoned guest, User-Mode Linux 6.12 (built and cached on first use):',
+    `  ${scripts}/run-uml.sh --socket ${s} -- sh -c 'cat /sys/block/vda/queue/zoned; blkzone report /dev/vda | head'`,
+    'Zoned guest, QEMU >= 10.2 (vhost-user-test-device-pci; shared guest memory is required):',
+    `  ${scripts}/run-vm.sh --socket ${s} --queues ${queues}`,
+    `  or by hand: -object memory-backend-memfd,id=mem,size=2G,share=on -machine q35,memory-backend=mem \`,
+    `    -chardev socket,id=vu0,path=${s} -device vhost-user-test-device-pci,chardev=vu0,virtio-id=2,num_vqs=${queues},vq_size=256,config_size=96`,
+    'QEMU < 10.2: vhost-user-blk-pci never passes the zoned feature; the guest sees a regular disk (run-vm.sh --regular-disk).',
   ];
 }
 
@@ -85,7 +99,7 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   }
   const i = backend.info;
   log.info({
-    socket: a.socket, image: a.image ?? '(memory)', model: device.zoned ? 'host-managed' : 'none', queues: a.queues,
+    socket: a.socket, image: a.image ?? (a.device ? undefined : '(memory)'), device: a.device, model: device.zoned ? 'host-managed' : 'none', queues: a.queues,
     capacityBytes: i.capacitySectors * 512, zones: i.zoned?.nrZones, zoneBytes: i.zoned ? i.zoned.zoneSectors * 512 : undefined,
     readOnly: i.readOnly, serial: i.serial,
   }, 'serving');
@@ -126,6 +140,7 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('socket', { type: 'string', demandOption: true, describe: 'Unix socket path to listen on (created 0600)' })
   .option('image', { type: 'string', describe: 'zoned image (see create); with --model none, any raw file' })
   .option('memory', { type: 'boolean', describe: 'serve a zoned disk in RAM (lost at exit)' })
+  .option('device', { type: 'string', describe: 'serve a host block device: a host-managed zoned one (SMR, ZNS, null_blk, scsi_debug, dm-linear), or a regular one with --model none; opened exclusively with O_DIRECT' })
   .option('size', { type: 'string', describe: '--memory: capacity, e.g. 4G' })
   .option('zone-size', { type: 'string', describe: '--memory: zone size (default 64M)' })
   .option('zone-capacity', { type: 'string', describe: '--memory: zone capacity' })
@@ -133,14 +148,14 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('max-open', { type: 'string', coerce: intOpt('--max-open'), describe: '--memory: max open zones' })
   .option('max-active', { type: 'string', coerce: intOpt('--max-active'), describe: '--memory: max active zones' })
   .option('block-size', { type: 'string', coerce: intOpt('--block-size'), describe: 'logical block size (memory / raw file)' })
-  .option('model', { choices: ['hm', 'none'] as const, default: 'hm' as const, describe: 'hm: host-managed zoned disk; none: regular disk from a raw file' })
+  .option('model', { choices: ['hm', 'none'] as const, default: 'hm' as const, describe: 'hm: host-managed zoned disk; none: regular disk from a raw file or a non-zoned --device' })
   .option('queues', { type: 'string', coerce: intOpt('--queues'), default: '1', describe: 'number of request queues' })
   .option('queue-size', { type: 'string', coerce: intOpt('--queue-size'), default: '1024', describe: 'largest virtqueue size accepted' })
   .option('read-only', { type: 'boolean', default: false })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
   .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' }),
 (a) => done(serve({
-  socket: a.socket, image: a.image, memory: a.memory, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
+  socket: a.socket, image: a.image, memory: a.memory, device: a.device, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
   conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
   model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
   logLevel: a['log-level'], hints: a.hints,

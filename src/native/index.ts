@@ -37,6 +37,15 @@ export class NativeError extends ZbdError {
 
 type PollCallback = (err: Error | null, readable: boolean, writable: boolean) => void;
 
+interface NativeIoRing {
+  queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean;
+  submit(): number;
+  reap(out: Float64Array): number;
+  close(): void;
+  readonly eventFd: number;
+  readonly capacity: number;
+}
+
 interface NativePoller {
   setEvents(mask: number): boolean; // false once stopped
   stop(): void;
@@ -73,6 +82,7 @@ interface Addon {
   pageOffsetOf(view: Uint8Array): number;
   pollFds(fds: Int32Array, timeoutMs: number): number;
   FdPoller: new (fd: number, mask: number, callback: PollCallback) => NativePoller;
+  IoRing: new (entries: number) => NativeIoRing;
   POLL_READABLE: number;
   POLL_WRITABLE: number;
   BLK_ZONE_OP: { RESET: number; OPEN: number; CLOSE: number; FINISH: number };
@@ -251,6 +261,9 @@ export function memfdCreate(name: string, size: number): number {
   return addon.memfdCreate(name, size);
 }
 
+/** ArrayBuffers made by mmap (guest RAM, shared buffers), as opposed to JavaScript heap memory. */
+const mappedBuffers = new WeakSet<ArrayBuffer>();
+
 /**
  * Maps length bytes of fd at offset (a multiple of pageSize()), MAP_SHARED, read-write
  * unless writable is false. length is at most buffer.constants.MAX_LENGTH (4 GiB on
@@ -264,7 +277,18 @@ export function mmap(fd: number, offset: number, length: number, writable = true
   if (offset % PAGE_SIZE !== 0) throw argError('mmap', `offset must be a multiple of the page size ${PAGE_SIZE}`, offset);
   checkInt('mmap', 'length', length, 1, bufferConstants.MAX_LENGTH);
   checkBool('mmap', 'writable', writable);
-  return addon.mmap(fd, offset, length, writable);
+  const ab = addon.mmap(fd, offset, length, writable);
+  mappedBuffers.add(ab);
+  return ab;
+}
+
+/**
+ * True when view lies in memory mapped by mmap() (and not unmapped since), false for
+ * JavaScript heap memory. O_DIRECT I/O goes straight to mapped memory only: pages of the
+ * JavaScript heap are shared with other objects and recycled by V8 and malloc.
+ */
+export function isMapped(view: Uint8Array): boolean {
+  return view instanceof Uint8Array && mappedBuffers.has(view.buffer as ArrayBuffer) && view.buffer.byteLength > 0;
 }
 
 /**
@@ -466,4 +490,57 @@ export function pollFds(fds: Int32Array, timeoutMs: number): number {
   const t = timeoutMs === Infinity ? 0x7fffffff : timeoutMs;
   checkInt('pollFds', 'timeoutMs', t, 0, 0x7fffffff);
   return addon.pollFds(fds, t);
+}
+
+// ---- io_uring file I/O ---------------------------------------------------------------------
+
+/**
+ * Buffered file reads and writes through io_uring, for the JavaScript thread: queue*() fill
+ * submission entries, submit() passes them all to the kernel in one system call (reads of
+ * cached data are complete when it returns), reap() collects completions. Completions the
+ * kernel finishes later are announced on `eventFd` (poll it with FdPoller, clear it with
+ * readCounter). The caller picks tags in [0, capacity), keeps at most capacity operations in
+ * flight, and keeps each buffer alive and mapped until its completion is reaped.
+ */
+export class IoRing {
+  readonly #ring: NativeIoRing;
+  /** Operations that may be in flight at once (the completion queue size). */
+  readonly capacity: number;
+  /** Signalled when a completion arrives that submit() did not already deliver. */
+  readonly eventFd: number;
+
+  /** entries: a power of two in 1..4096. Throws NativeError when the kernel refuses io_uring. */
+  constructor(entries: number) {
+    checkInt('IoRing', 'entries', entries, 1, 4096);
+    if ((entries & (entries - 1)) !== 0) throw argError('IoRing', 'entries must be a power of two', entries);
+    this.#ring = new addon.IoRing(entries);
+    this.capacity = this.#ring.capacity;
+    this.eventFd = this.#ring.eventFd;
+  }
+
+  /**
+   * Queues a read (write = false) or write of views at byte offset of fd, tagged tag.
+   * false when the submission queue is full: submit() and try again.
+   */
+  queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean {
+    // The hot path: only the cheap checks; the addon re-checks types.
+    if (!(tag >= 0 && tag < this.capacity && Number.isInteger(tag))) throw argError('IoRing.queue', `tag must be an integer in [0, ${this.capacity})`, tag);
+    if (!(offset >= 0 && offset <= MAX_SAFE)) throw argError('IoRing.queue', 'offset must be a non-negative integer', offset);
+    return this.#ring.queue(write, fd, views, offset, tag);
+  }
+
+  /** Hands every queued entry to the kernel; returns how many it took. */
+  submit(): number {
+    return this.#ring.submit();
+  }
+
+  /** Copies completions into out as (tag, result) pairs; result is bytes or -errno. Returns the pairs. */
+  reap(out: Float64Array): number {
+    return this.#ring.reap(out);
+  }
+
+  /** Releases the ring (the kernel cancels what it still holds). Idempotent. */
+  close(): void {
+    this.#ring.close();
+  }
 }
