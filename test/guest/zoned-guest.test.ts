@@ -96,4 +96,23 @@ describe('zoned disk in a Linux 6.12 guest', () => {
     expect(r.code, explain(r, daemon.log)).toBe(0);
     expect(cli('check', img)).toMatch(/clean/);
   });
+
+  it('f2fs -m (zoned): metadata in conventional zones, data in sequential zones, survives remount', async () => {
+    const d = dir('f2fs');
+    const img = path.join(d, 'disk.img');
+    cli('create', img, '--size', '2G', '--zone-size', '16M', '--conventional', '8', '--max-open', '12', '--block-size', '4096');
+    const serial = serialOf(img);
+    const out = path.join(d, 'out');
+    fs.mkdirSync(out);
+    const daemon = await startDaemon(d, ['--image', img]);
+    let r;
+    try {
+      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'f2fs.sh'), env: { OUT: out, EXPECT_SERIAL: serial }, mem: '768M' });
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(r.code, explain(r, daemon.log)).toBe(0);
+    expect(cli('check', img)).toMatch(/clean/);
+  });
 });
+
