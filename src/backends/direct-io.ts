@@ -10,6 +10,11 @@
 // is not block aligned (a sub-block read), the whole request goes through one aligned
 // bounce buffer instead: checked per request, bounced only when needed.
 //
+// Each segment must also start on a logical-block boundary, not just on the DMA alignment
+// the queue advertises: a segment aligned only to 512 bytes on a 4K-block device reaches the
+// driver as bvecs that split blocks across pages, and drivers assume whole blocks per bvec
+// (null_blk 6.12 memory-backed, bs=4096: lost the block and wrote past its page).
+//
 // Only memory mapped through the addon (guest RAM shared by the front-end, the bounce
 // buffers) goes to the device directly. JavaScript heap memory (tests, the report command)
 // is always copied: its pages are shared with other objects and recycled by V8 and malloc
@@ -24,7 +29,7 @@ import { iovBytes, iovRead, iovWrite } from './iovec.js';
 export interface DirectIoOptions {
   /** Logical block size in bytes: positions and segment lengths must be multiples. */
   blockSize: number;
-  /** Required buffer address alignment in bytes (queue/dma_alignment + 1). */
+  /** The queue's buffer address alignment in bytes (queue/dma_alignment + 1); raised to the block size. */
   memAlign: number;
   /** Bounce buffers kept for reuse, bytes (default 16 MiB). */
   poolBytes?: number;
@@ -122,6 +127,7 @@ export class ShortTransferError extends ZbdError {
 
 export class DirectIo {
   readonly blockSize: number;
+  /** Address alignment a segment needs to go direct: the DMA alignment, at least one block. */
   readonly memAlign: number;
   readonly pool: BouncePool;
   /** Requests that went straight from/to guest memory, and those that needed a bounce. */
@@ -135,7 +141,8 @@ export class DirectIo {
       throw new ZbdError('EDEVICE', `DMA alignment ${o.memAlign} is not a power of two up to the page size ${pageSize()}`, o.memAlign);
     }
     this.blockSize = o.blockSize;
-    this.memAlign = o.memAlign;
+    // Block-aligned addresses at least (see the top of the file), at most a page.
+    this.memAlign = Math.max(o.memAlign, Math.min(o.blockSize, pageSize()));
     this.pool = new BouncePool(o.poolBytes);
   }
 

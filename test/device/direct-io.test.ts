@@ -47,7 +47,7 @@ const same = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Bu
 describe('DirectIo', () => {
   it('mapped, aligned guest-like memory goes straight to the file, several segments at once', async () => {
     const before = { ...io.stats }, allocations = io.pool.allocations;
-    const segs = [new Uint8Array(mem, 0, 4096), new Uint8Array(mem, 8192, 8192), new Uint8Array(mem, 512 * 41, 4096)];
+    const segs = [new Uint8Array(mem, 0, 4096), new Uint8Array(mem, 8192, 8192), new Uint8Array(mem, 4096 * 41, 4096)];
     segs.forEach((s, i) => s.set(pattern(s.byteLength, i + 1)));
     await io.writev(65536, segs);
     const want = Buffer.concat(segs.map((s) => Buffer.from(s)));
@@ -63,6 +63,7 @@ describe('DirectIo', () => {
   it('bounces a segment at an unaligned address, a segment shorter than a block, and heap memory', async () => {
     const cases: Uint8Array[][] = [
       [new Uint8Array(mem, 100, 4096)],                                   // address off by 100
+      [new Uint8Array(mem, 512, 4096)],                                   // DMA-aligned, but the block would straddle two pages
       [new Uint8Array(mem, 0, 512), new Uint8Array(mem, 4096, 3584)],     // 512 + 3584 on a 4K-block device
       [pattern(8192, 9)],                                                 // JavaScript heap
     ];
@@ -112,6 +113,15 @@ describe('DirectIo', () => {
       rio.close();
       fs.closeSync(ro);
     }
+  });
+
+  it('needs block-aligned addresses even where the DMA alignment is smaller', () => {
+    expect(io.memAlign).toBe(4096);
+    const small = new DirectIo(fd, { blockSize: 512, memAlign: 4 });
+    expect(small.memAlign).toBe(512);
+    expect(small.canGoDirect(0, [new Uint8Array(mem, 512, 1024)])).toBe(true);
+    expect(small.canGoDirect(0, [new Uint8Array(mem, 4, 1024)])).toBe(false);
+    small.close();
   });
 
   it('refuses impossible block sizes and alignments', () => {
