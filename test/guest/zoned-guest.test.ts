@@ -16,22 +16,37 @@ function serialOf(image: string): string {
   return JSON.parse(cli('report', image, '--json', '--count', '1')).serial;
 }
 
-describe('zoned disk in a Linux 6.12 guest', () => {
-  it('sysfs limits, blkzone report, write pointer rules, zone management and resource limits', async () => {
-    const d = dir('basic');
-    const img = path.join(d, 'disk.img');
-    cli('create', img, '--size', '1G', '--zone-size', '32M', '--zone-capacity', '31M', '--conventional', '2', '--max-open', '4', '--max-active', '6', '--block-size', '4096');
-    const serial = serialOf(img);
-    const out = path.join(d, 'out');
-    fs.mkdirSync(out);
-    const daemon = await startDaemon(d, ['--image', img]);
+interface Boot { script: string; env?: Record<string, string>; mem?: string; afterStop?: (img: string) => void }
+
+/**
+ * Create an image with `createArgs`, then for each boot: start the daemon on it, run the guest
+ * script, stop the daemon (a fresh daemon per boot: restarts are part of what is tested).
+ */
+async function onImage(tag: string, createArgs: string[], boots: Boot[]): Promise<{ img: string; out: string }> {
+  const d = dir(tag);
+  const img = path.join(d, 'disk.img');
+  cli('create', img, ...createArgs);
+  const serial = serialOf(img);
+  const out = path.join(d, 'out');
+  fs.mkdirSync(out);
+  for (const [i, b] of boots.entries()) {
+    const daemon = await startDaemon(d, ['--image', img], `boot${i}`);
     let r;
     try {
-      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'zoned-basic.sh'), env: { OUT: out, EXPECT_SERIAL: serial, NCONV: '2', MAXOPEN: '4' } });
+      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, b.script), env: { OUT: out, EXPECT_SERIAL: serial, ...b.env }, mem: b.mem });
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
     expect(r.code, explain(r, daemon.log)).toBe(0);
+    b.afterStop?.(img);
+  }
+  return { img, out };
+}
+
+describe('zoned disk in a Linux 6.12 guest', () => {
+  it('sysfs limits, blkzone report, write pointer rules, zone management and resource limits', async () => {
+    const { img, out } = await onImage('basic', ['--size', '1G', '--zone-size', '32M', '--zone-capacity', '31M', '--conventional', '2', '--max-open', '4', '--max-active', '6', '--block-size', '4096'],
+      [{ script: 'zoned-basic.sh', env: { NCONV: '2', MAXOPEN: '4' } }]);
     expect(fs.readFileSync(path.join(out, 'sysfs.txt'), 'utf8').trim().split('\n')).toEqual([
       'zoned=host-managed', 'nr_zones=32', 'max_open_zones=4', 'max_active_zones=6', 'zone_append_max_bytes=1048576',
       'chunk_sectors=65536', 'logical_block_size=4096', 'physical_block_size=4096',
@@ -46,20 +61,8 @@ describe('zoned disk in a Linux 6.12 guest', () => {
   });
 
   it('fio --zonemode=zbd with verification (psync and io_uring), after reset-all', async () => {
-    const d = dir('fio');
-    const img = path.join(d, 'disk.img');
-    cli('create', img, '--size', '2G', '--zone-size', '16M', '--conventional', '1', '--max-open', '8', '--max-active', '12', '--block-size', '4096');
-    const serial = serialOf(img);
-    const out = path.join(d, 'out');
-    fs.mkdirSync(out);
-    const daemon = await startDaemon(d, ['--image', img]);
-    let r;
-    try {
-      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'fio-zbd.sh'), env: { OUT: out, EXPECT_SERIAL: serial } });
-    } finally {
-      expect(await daemon.stop()).toBe(0);
-    }
-    expect(r.code, explain(r, daemon.log)).toBe(0);
+    const { img, out } = await onImage('fio', ['--size', '2G', '--zone-size', '16M', '--conventional', '1', '--max-open', '8', '--max-active', '12', '--block-size', '4096'],
+      [{ script: 'fio-zbd.sh' }]);
     for (const f of ['fio-seq.txt', 'fio-rnd.txt']) {
       const txt = fs.readFileSync(path.join(out, f), 'utf8');
       expect(txt, f).toMatch(/err= 0/);
@@ -70,48 +73,20 @@ describe('zoned disk in a Linux 6.12 guest', () => {
   });
 
   it('btrfs -O zoned (zone append): files survive remount and a daemon restart between two boots', async () => {
-    const d = dir('btrfs');
-    const img = path.join(d, 'disk.img');
-    cli('create', img, '--size', '4G', '--zone-size', '64M', '--conventional', '0', '--block-size', '4096');
-    const serial = serialOf(img);
-    const out = path.join(d, 'out');
-    fs.mkdirSync(out);
-    let daemon = await startDaemon(d, ['--image', img], 'first');
-    let r;
-    try {
-      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'btrfs-write.sh'), env: { OUT: out, EXPECT_SERIAL: serial }, mem: '768M' });
-    } finally {
-      expect(await daemon.stop()).toBe(0);
-    }
-    expect(r.code, explain(r, daemon.log)).toBe(0);
-    // The daemon served appends: they show in its persistent zone table.
-    const zonesAfterWrite = JSON.parse(cli('report', img, '--json')).zones.filter((z: { cond: number }) => z.cond !== 1).length;
-    expect(zonesAfterWrite).toBeGreaterThan(2);
-    daemon = await startDaemon(d, ['--image', img], 'second');
-    try {
-      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'btrfs-verify.sh'), env: { OUT: out, EXPECT_SERIAL: serial }, mem: '768M' });
-    } finally {
-      expect(await daemon.stop()).toBe(0);
-    }
-    expect(r.code, explain(r, daemon.log)).toBe(0);
+    const { img } = await onImage('btrfs', ['--size', '4G', '--zone-size', '64M', '--conventional', '0', '--block-size', '4096'], [
+      {
+        script: 'btrfs-write.sh', mem: '768M',
+        // The daemon served appends: they show in its persistent zone table.
+        afterStop: (image) => expect(JSON.parse(cli('report', image, '--json')).zones.filter((z: { cond: number }) => z.cond !== 1).length).toBeGreaterThan(2),
+      },
+      { script: 'btrfs-verify.sh', mem: '768M' },
+    ]);
     expect(cli('check', img)).toMatch(/clean/);
   });
 
   it('f2fs -m (zoned): metadata in conventional zones, data in sequential zones, survives remount', async () => {
-    const d = dir('f2fs');
-    const img = path.join(d, 'disk.img');
-    cli('create', img, '--size', '2G', '--zone-size', '16M', '--conventional', '8', '--max-open', '12', '--block-size', '4096');
-    const serial = serialOf(img);
-    const out = path.join(d, 'out');
-    fs.mkdirSync(out);
-    const daemon = await startDaemon(d, ['--image', img]);
-    let r;
-    try {
-      r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, 'f2fs.sh'), env: { OUT: out, EXPECT_SERIAL: serial }, mem: '768M' });
-    } finally {
-      expect(await daemon.stop()).toBe(0);
-    }
-    expect(r.code, explain(r, daemon.log)).toBe(0);
+    const { img } = await onImage('f2fs', ['--size', '2G', '--zone-size', '16M', '--conventional', '8', '--max-open', '12', '--block-size', '4096'],
+      [{ script: 'f2fs.sh', mem: '768M' }]);
     expect(cli('check', img)).toMatch(/clean/);
   });
 });
