@@ -89,5 +89,23 @@ describe('zoned disk in a Linux 6.12 guest', () => {
       [{ script: 'f2fs.sh', mem: '768M' }]);
     expect(cli('check', img)).toMatch(/clean/);
   });
+
+  it('a VM reboot: the next guest connects to the same running daemon and finds its data', async () => {
+    const d = dir('reboot');
+    const img = path.join(d, 'disk.img');
+    cli('create', img, '--size', '1G', '--zone-size', '64M', '--conventional', '2', '--block-size', '4096');
+    const env = { OUT: d, EXPECT_SERIAL: serialOf(img), NCONV: '2' };
+    const daemon = await startDaemon(d, ['--image', img]);
+    try {
+      for (const script of ['reboot-write.sh', 'reboot-verify.sh']) {
+        const r = await runGuest({ sockets: [daemon.socket], script: path.join(SCRIPTS, script), env });
+        expect(r.code, explain(r, daemon.log)).toBe(0);
+      }
+      expect(fs.readFileSync(daemon.log, 'utf8').match(/front-end connected/g)).toHaveLength(2);
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(cli('report', img, '--zone', '2', '--count', '1')).toMatch(/wptr 0x000280 .*zcond: 4\(cl\)/);
+  });
 });
 
