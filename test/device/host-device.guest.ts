@@ -138,6 +138,8 @@ describe('zone state changed behind the backend (a second opener), and device er
     other = foreign(devs.nullb);
     zs = b.info.zoned!.zoneSectors;
     seq0 = b.info.zoned!.conventionalZones * zs;
+    // Other test files leave the device as they used it.
+    expect(await b.zoneMgmt(ZoneOp.RESET_ALL, 0)).toBe(ZoneResult.OK);
   });
   afterAll(async () => { other.close(); await b.close(); });
   afterEach(async () => {
