@@ -18,16 +18,21 @@
 #
 # Cache layout (CACHE = ${VHOST_USER_ZBD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-user-zbd}):
 #   CACHE/debs/PKG_VERSION_amd64.deb      the downloaded kernel package (kept: offline rebuilds)
-#   CACHE/qemu-guest-<key>/vmlinuz        <key> hashes the package version, busybox version,
-#   CACHE/qemu-guest-<key>/initrd.img     this script and the init script
+#   CACHE/qemu-guest-<key>/vmlinuz        <key> hashes the recipe version, the package version,
+#   CACHE/qemu-guest-<key>/initrd.img     busybox version, the module list and the init script
 #   CACHE/qemu-guest-<key>/.complete      stamp written last: only then is the build done
 #   CACHE/*.lock                          flock files serialising concurrent builds
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$script_dir/.." && pwd)
+# shellcheck source=lib/common.sh
+source "$script_dir/lib/common.sh"
+script_init build-qemu-guest 1
 init_src="$script_dir/qemu-guest/init"
-cache_root=${VHOST_USER_ZBD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-user-zbd}
+cache_root=$(cache_dir)
+# Bump when the build recipe below changes in a way that changes the result (the cache key
+# hashes the inputs, not this script, so that edits which do not change the guest keep it).
+recipe_version=1
 # Modules the guest loads, in this order (their dependencies are added first). Only
 # virtio_blk is modular in the cloud kernel; virtio_pci, virtio_ring, fuse and virtiofs are
 # built in (checked below against the package's config, so a future package that makes them
@@ -45,21 +50,12 @@ for arg in "$@"; do
     --force) force=1 ;;
     -q|--quiet) quiet=1 ;;
     --dry-run) dry_run=1 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "build-qemu-guest: unknown argument: $arg" >&2; exit 2 ;;
+    -h|--help) help_text; exit 0 ;;
+    *) log "unknown argument: $arg"; exit 2 ;;
   esac
 done
 
-log() { echo "build-qemu-guest: $*" >&2; }
-die() { echo "build-qemu-guest: ERROR: $*" >&2; exit 1; }
-
-missing=()
-for p in busybox-static cpio xz-utils gzip; do
-  if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != installed ]]; then
-    missing+=("$p")
-  fi
-done
-((${#missing[@]} == 0)) || die "missing Debian packages: ${missing[*]} — run: sudo $repo_root/scripts/install-deps.sh --no-npm"
+need_debs busybox-static cpio xz-utils gzip
 # busybox-static (which conflicts with the dynamic busybox package) puts the static binary
 # here; the initramfs has no libc.
 busybox=/bin/busybox
@@ -97,39 +93,21 @@ deb="$cache_root/debs/${pkg}_${version//:/%3a}_amd64.deb"
 
 busybox_version=$(dpkg-query -W -f='${Version}' busybox-static)
 build_key=$(
-  { printf 'package %s %s\nbusybox %s\nmodules %s\n' "$pkg" "$version" "$busybox_version" "${modules[*]}"
-    cat "${BASH_SOURCE[0]}" "$init_src"; } | sha256sum | cut -c1-16
+  { printf 'recipe %s\npackage %s %s\nbusybox %s\nmodules %s\n' "$recipe_version" "$pkg" "$version" \
+      "$busybox_version" "${modules[*]}"
+    cat "$init_src"; } | sha256sum | cut -c1-16
 )
 key_dir="$cache_root/qemu-guest-$build_key"
 kernel="$key_dir/vmlinuz"
 initrd="$key_dir/initrd.img"
-stamp="$key_dir/.complete"
 
+have_guest() { [[ -f "$kernel" && -f "$initrd" ]]; }
+print_guest() { printf '%s\n%s\n' "$kernel" "$initrd"; }
 if ((dry_run)); then
-  printf '%s\n%s\n' "$kernel" "$initrd"
+  print_guest
   exit 0
 fi
-
-# Fast path without locking: the stamp is written only after both files are in place.
-if ((!force)) && [[ -f "$stamp" && -f "$kernel" && -f "$initrd" ]]; then
-  ((quiet)) || log "up to date: $key_dir"
-  printf '%s\n%s\n' "$kernel" "$initrd"
-  exit 0
-fi
-
-# One builder per key; a second caller waits and then finds the stamp.
-exec 8>"$key_dir.lock"
-if ! flock -n 8; then
-  log "another build of $key_dir is running; waiting for it"
-  flock 8
-fi
-if ((force)); then
-  rm -f "$stamp"
-elif [[ -f "$stamp" && -f "$kernel" && -f "$initrd" ]]; then
-  log "built by a concurrent run: $key_dir"
-  printf '%s\n%s\n' "$kernel" "$initrd"
-  exit 0
-fi
+cache_claim "$key_dir" "$force" "$quiet" have_guest print_guest
 
 work=$(mktemp -d "$cache_root/.qemu-guest-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -223,22 +201,15 @@ mv -f "$work/vmlinuz" "$kernel"
 mv -f "$work/initrd.img" "$initrd"
 cp "$config" "$key_dir/config"
 printf 'package %s %s\nkernel %s\nmodules %s\nbuilt %s\n' "$pkg" "$version" "$kver" \
-  "${load_order[*]}" "$(date -Is)" >"$stamp.tmp"
-mv -f "$stamp.tmp" "$stamp"
+  "${load_order[*]}" "$(date -Is)" | cache_complete "$key_dir"
 log "built $key_dir (kernel $kver, modules: ${load_order[*]:-none})"
 
 # Drop older guests and packages nobody is building (each ~50 MB).
-for old in "$cache_root"/qemu-guest-*; do
-  [[ -d "$old" && "$old" != "$key_dir" ]] || continue
-  (
-    exec 7>"$old.lock"
-    if flock -n 7; then rm -rf "$old"; rm -f "$old.lock"; fi
-  )
-done
+cache_prune "$key_dir" "" "$cache_root"/qemu-guest-*
 flock 9
 for old in "$cache_root"/debs/linux-image-*.deb; do
   if [[ -f "$old" && "$old" != "$deb" ]]; then rm -f "$old"; fi
 done
 flock -u 9
 
-printf '%s\n%s\n' "$kernel" "$initrd"
+print_guest

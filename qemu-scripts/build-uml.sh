@@ -17,10 +17,12 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-repo_root=$(cd "$script_dir/.." && pwd)
+# shellcheck source=lib/common.sh
+source "$script_dir/lib/common.sh"
+script_init build-uml 1
 fragment="$script_dir/uml.config"
 tarball=${UML_LINUX_SOURCE_TARBALL:-/usr/src/linux-source-6.12.tar.xz}
-cache_root=${VHOST_USER_ZBD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-user-zbd}
+cache_root=$(cache_dir)
 # Bump when the build recipe below changes in a way that changes the result.
 recipe_version=1
 
@@ -32,27 +34,16 @@ for arg in "$@"; do
     -v|--verbose) verbose=1 ;;
     --force) force=1 ;;
     -q|--quiet) quiet=1 ;;
-    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; exit 0 ;;
-    *) echo "build-uml: unknown argument: $arg" >&2; exit 2 ;;
+    -h|--help) help_text; exit 0 ;;
+    *) log "unknown argument: $arg"; exit 2 ;;
   esac
 done
-
-log() { echo "build-uml: $*" >&2; }
-die() { echo "build-uml: ERROR: $*" >&2; exit 1; }
 
 # --- dependencies (only this script's; scripts/install-deps.sh installs them all) ---
 deps=(flex bison bc libelf-dev libssl-dev xz-utils gcc make)
 # UML_LINUX_SOURCE_TARBALL points at another tarball: Debian's source package is then optional.
 [[ -n "${UML_LINUX_SOURCE_TARBALL:-}" ]] || deps+=(linux-source-6.12)
-missing=()
-for p in "${deps[@]}"; do
-  if [[ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)" != installed ]]; then
-    missing+=("$p")
-  fi
-done
-if ((${#missing[@]})); then
-  die "missing Debian packages: ${missing[*]} — run: sudo $repo_root/scripts/install-deps.sh --no-npm"
-fi
+need_debs "${deps[@]}"
 [[ -r "$tarball" ]] || die "kernel source tarball not found: $tarball (package linux-source-6.12)"
 
 # --- cache keys ---
@@ -67,30 +58,10 @@ build_key=$(
 src_dir="$cache_root/src-6.12-$src_key"
 key_dir="$cache_root/uml-6.12-$build_key"
 kernel="$key_dir/linux"
-stamp="$key_dir/.complete"
 
-# Fast path without locking: the stamp is only written after `linux` is in place.
-if ((!force)) && [[ -f "$stamp" && -x "$kernel" ]]; then
-  ((quiet)) || log "up to date: $key_dir"
-  echo "$kernel"
-  exit 0
-fi
-
-mkdir -p "$cache_root"
-
-# One builder per key; a second caller waits and then finds the stamp.
-exec 8>"$key_dir.lock"
-if ! flock -n 8; then
-  log "another build of $key_dir is running; waiting for it"
-  flock 8
-fi
-if ((force)); then
-  rm -f "$stamp"
-elif [[ -f "$stamp" && -x "$kernel" ]]; then
-  log "built by a concurrent run: $key_dir"
-  echo "$kernel"
-  exit 0
-fi
+have_kernel() { [[ -x "$kernel" ]]; }
+print_kernel() { echo "$kernel"; }
+cache_claim "$key_dir" "$force" "$quiet" have_kernel print_kernel
 
 # --- unpack the source once (exclusive lock), then hold it shared while building ---
 exec 9>"$src_dir.lock"
@@ -117,17 +88,7 @@ fi
 flock -s 9
 
 # Remove source trees of older linux-source versions nobody is using (1.7 GB each).
-for old in "$cache_root"/src-6.12-*; do
-  [[ -d "$old" && "$old" != "$src_dir" ]] || continue
-  (
-    exec 7>"$old.lock"
-    if flock -n -x 7; then
-      log "removing stale source tree $old"
-      rm -rf "$old"
-      rm -f "$old.lock"
-    fi
-  )
-done
+cache_prune "$src_dir" "stale source tree" "$cache_root"/src-6.12-*
 
 # --- configure ---
 mkdir -p "$key_dir"
@@ -177,7 +138,7 @@ while IFS= read -r line; do
   fi
 done <"$fragment"
 if ((${#lost[@]})); then
-  echo "build-uml: ERROR: these symbols of $fragment did not survive olddefconfig:" >&2
+  log "ERROR: these symbols of $fragment did not survive olddefconfig:"
   printf '  %s\n' "${lost[@]}" >&2
   exit 1
 fi
@@ -194,9 +155,8 @@ mv -f "$kernel.tmp" "$kernel"
 cp "$build_dir/.config" "$key_dir/config"
 cp "$build_dir/System.map" "$key_dir/System.map" 2>/dev/null || true
 printf 'source %s\nkey %s\nbuilt %s\nseconds %s\n' "$src_id" "$build_key" "$(date -Is)" \
-  "$((SECONDS - t0))" >"$stamp.tmp"
-mv -f "$stamp.tmp" "$stamp"
+  "$((SECONDS - t0))" | cache_complete "$key_dir"
 # The objects are of no further use: a changed fragment gets a new key and a clean build.
 rm -rf "$build_dir"
 log "built in $((SECONDS - t0)) s: $kernel"
-echo "$kernel"
+print_kernel

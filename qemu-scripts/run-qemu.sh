@@ -37,9 +37,11 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=qemu-guest/lib.sh
-# shellcheck source=qemu-guest/lib.sh disable=SC1091
-source "$script_dir/qemu-guest/lib.sh"
+# shellcheck source=lib/common.sh
+source "$script_dir/lib/common.sh"
+# shellcheck source=lib/qemu.sh
+source "$script_dir/lib/qemu.sh"
+script_init run-qemu 125
 
 sockets=()
 queues=1
@@ -60,10 +62,6 @@ verbose=0
 keep=0
 virtiofsd=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
 
-help_text() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
-usage() { help_text >&2; exit 2; }
-die() { echo "run-qemu: ERROR: $*" >&2; exit 125; }
-
 while (($#)); do
   case "$1" in
     --socket) (($# >= 2)) || usage; sockets+=("$2"); shift 2 ;;
@@ -72,15 +70,8 @@ while (($#)); do
     --mem) (($# >= 2)) || usage; mem=$2; shift 2 ;;
     --smp) (($# >= 2)) || usage; smp=$2; shift 2 ;;
     --share) (($# >= 2)) || usage; shares+=("$2"); shift 2 ;;
-    --env)
-      (($# >= 2)) || usage
-      [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env wants NAME=VALUE, got: $2"
-      envs+=("$2"); shift 2 ;;
-    --kernel-args)
-      (($# >= 2)) || usage
-      read -r -a more <<<"$2"
-      kargs+=("${more[@]}")
-      shift 2 ;;
+    --env) (($# >= 2)) || usage; opt_env envs "$2"; shift 2 ;;
+    --kernel-args) (($# >= 2)) || usage; opt_words kargs "$2"; shift 2 ;;
     --timeout) (($# >= 2)) || usage; timeout_s=$2; shift 2 ;;
     --kernel) (($# >= 2)) || usage; kernel=$2; shift 2 ;;
     --initrd) (($# >= 2)) || usage; initrd=$2; shift 2 ;;
@@ -92,12 +83,12 @@ while (($#)); do
     --keep) keep=1; shift ;;
     -h|--help) help_text; exit 0 ;;
     --) shift; break ;;
-    *) echo "run-qemu: unknown argument: $1" >&2; usage ;;
+    *) log "unknown argument: $1"; usage ;;
   esac
 done
 cmd=("$@")
 if ((${#cmd[@]} == 0)); then
-  ((interactive)) || { echo "run-qemu: no COMMAND given" >&2; usage; }
+  ((interactive)) || { log "no COMMAND given"; usage; }
   # A short orientation, then the user's interactive bash (not a login shell: /etc/profile
   # would reset the PATH passed from the host).
   # shellcheck disable=SC2016  # expanded in the guest
@@ -107,9 +98,7 @@ if ((${#cmd[@]} == 0)); then
 fi
 [[ -n "$timeout_s" ]] || { ((interactive)) && timeout_s=0 || timeout_s=300; }
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout wants a non-negative integer, got: $timeout_s"
-[[ "$queues" =~ ^[1-9][0-9]*$ ]] || die "--queues wants a positive integer, got: $queues"
-[[ "$smp" =~ ^[1-9][0-9]*$ ]] || die "--smp wants a positive integer, got: $smp"
-[[ "$mem" =~ ^[1-9][0-9]*[MG]$ ]] || die "--mem wants a size like 512M or 2G, got: $mem"
+qg_check_machine_opts "$queues" "$smp" "$mem"
 [[ "$disk_kind" == blk || "$disk_kind" == test ]] || die "--disk-device wants blk or test, got: $disk_kind"
 for s in "${sockets[@]}"; do
   # Refuse early: QEMU would fail realize with a less obvious message.
@@ -151,47 +140,25 @@ else
     if [[ -d "$b" && -w "$b" ]] && on_root_fs "$b"; then scratch_base=$(realpath "$b"); break; fi
   done
   [[ -n "$scratch_base" ]] || die "no writable directory on the root filesystem for the scratch dir"
-  scratch=$(mktemp -d "$scratch_base/run-qemu.XXXXXX")
+  run_make_scratch "$scratch_base"
   [[ "$scratch" != *[,[:space:]]* ]] || { rmdir "$scratch"; die "scratch path has a comma or blank: $scratch"; }
 fi
 
-qemu_pid=
-watchdog_pid=
 fs_pids=()
-tails=()
-
-# shellcheck disable=SC2317  # reached through the EXIT trap
-cleanup() {
-  local rc=$? p
-  trap - EXIT INT TERM
-  if [[ -n "$qemu_pid" ]]; then
-    kill -TERM "$qemu_pid" 2>/dev/null || true
-    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 0.2; done
-    kill -KILL "$qemu_pid" 2>/dev/null || true
-  fi
-  [[ -z "$watchdog_pid" ]] || kill "$watchdog_pid" 2>/dev/null || true
-  for p in "${tails[@]}"; do kill "$p" 2>/dev/null || true; done
-  # virtiofsd normally exits when QEMU disconnects; make sure.
+# virtiofsd normally exits when QEMU disconnects; make sure. (Then the scratch directory
+# goes: the root view in it is only a mount point in virtiofsd's private namespace, here an
+# empty directory.)
+# shellcheck disable=SC2317  # called by run_cleanup
+stop_virtiofsd() {
+  local p
   for p in "${fs_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${fs_pids[@]}"; do
     for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
   done
-  if [[ -n "${scratch_base:-}" ]]; then
-    if ((keep)); then
-      echo "run-qemu: scratch kept in $scratch" >&2
-    else
-      # The root view is only a mount point in virtiofsd's private namespace: here it is an
-      # empty directory.
-      rm -rf "$scratch"
-    fi
-  fi
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+run_trap_cleanup stop_virtiofsd
 
 # --- virtiofsd: one per share ---
 # $1 tag, $2 directory, $3 ro|rw. The root share is a read-only, non-recursive bind of / in
@@ -225,8 +192,8 @@ start_virtiofsd() {
     kill -0 "${fs_pids[-1]}" 2>/dev/null || break
     sleep 0.05
   done
-  echo "run-qemu: virtiofsd for $tag ($dir) did not start:" >&2
-  sed 's/^/  | /' "$log" >&2
+  log "virtiofsd for $tag ($dir) did not start:"
+  show_tail +1 "$log"
   exit 125
 }
 
@@ -280,16 +247,9 @@ fi
 # --- the guest's command script (runs chrooted into the host's /, as root) ---
 {
   echo '# generated by run-qemu.sh; run by the guest init with bash'
-  printf 'S=%q\n' "$scratch"
-  printf 'export PATH=%q\n' "$PATH"
-  printf 'export HOME=%q\n' "${HOME:-/root}"
-  printf 'export TMPDIR=%q\n' "$scratch/tmp"
-  printf 'export RUN_QEMU_SCRATCH=%q\n' "$scratch"
-  printf 'export TERM=%q\n' "${TERM:-linux}"
-  for e in "${envs[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
-  printf 'CWD=%q\n' "$PWD"
+  run_guest_env "TERM=${TERM:-linux}" "${envs[@]}"
   printf 'INTERACTIVE=%d\n' "$interactive"
-  printf 'CMD=('; printf ' %q' "${cmd[@]}"; printf ' )\n'
+  run_guest_command "${cmd[@]}"
   cat <<'EOF'
 if ! cd "$CWD"; then
   echo "run-qemu guest: cannot cd to $CWD" >>"$S/stderr"
@@ -301,38 +261,17 @@ else
   "${CMD[@]}" </dev/null >>"$S/stdout" 2>>"$S/stderr"
   rc=$?
 fi
-# Write-then-rename: the host never sees a partial exit code.
-echo "$rc" >"$S/exit-code.tmp" && mv -f "$S/exit-code.tmp" "$S/exit-code"
 EOF
+  run_guest_report
 } >"$scratch/guest-cmd"
-mkdir "$scratch/tmp"
-: >"$scratch/stdout"
-: >"$scratch/stderr"
-: >"$scratch/console.log"
+run_prepare_scratch
 for i in "${!shares[@]}"; do printf 'share%d %s\n' "$i" "${fs_dirs[i + 2]}"; done >"$scratch/shares"
 
 for i in "${!fs_tags[@]}"; do
   if ((i == 0)); then start_virtiofsd "${fs_tags[i]}" / ro; else start_virtiofsd "${fs_tags[i]}" "${fs_dirs[i]}" rw; fi
 done
 
-stream() { tail -q -n +1 -s 0.2 -f --pid="$qemu_pid" "$1"; }
-
-# Background: after the timeout, TERM then KILL QEMU (by PID).
-# shellcheck disable=SC2317  # the trap is reached by a signal
-watchdog() {
-  local sp
-  trap 'kill "$sp" 2>/dev/null; exit 0' TERM
-  sleep "$timeout_s" & sp=$!
-  wait "$sp" || exit 0
-  : >"$scratch/timed-out"
-  kill -TERM "$qemu_pid" 2>/dev/null
-  sleep 5 & sp=$!
-  wait "$sp" || exit 0
-  kill -KILL "$qemu_pid" 2>/dev/null
-}
-
-start=$(date +%s%N)
-ulimit -c 0
+run_begin
 tty_in=0
 if ((interactive)); then exec {tty_in}<&0; fi
 if ((interactive)); then
@@ -343,80 +282,29 @@ if ((interactive)); then
 else
   "${qargs[@]}" </dev/null >>"$scratch/qemu.log" 2>&1 &
 fi
-qemu_pid=$!
-if ((timeout_s > 0)); then
-  watchdog &
-  watchdog_pid=$!
-fi
-if ((!interactive)); then
-  stream "$scratch/stdout" &
-  tails+=($!)
-  stream "$scratch/stderr" >&2 &
-  tails+=($!)
-  if ((verbose)); then
-    stream "$scratch/console.log" >&2 &
-    tails+=($!)
-  fi
-fi
+# QEMU stays in this script's process group (see run_signal_guest).
+run_watch $! 0
+run_wait
 
-qemu_rc=0
-wait "$qemu_pid" || qemu_rc=$?
-qemu_done=$qemu_pid
-qemu_pid=
-if [[ -n "$watchdog_pid" ]]; then
-  kill "$watchdog_pid" 2>/dev/null || true
-  wait "$watchdog_pid" || true
-  watchdog_pid=
-fi
-for t in "${tails[@]}"; do wait "$t" || true; done
-tails=()
-elapsed_ms=$((($(date +%s%N) - start) / 1000000))
-
-show_console() {
+# What went wrong, from QEMU's own messages, the guest console and virtiofsd's logs.
+show_diagnostics() {
   if [[ -s "$scratch/qemu.log" ]]; then
-    echo "run-qemu: QEMU said:" >&2
-    tail -n 20 "$scratch/qemu.log" | sed 's/^/  | /' >&2
+    log "QEMU said:"
+    show_tail 20 "$scratch/qemu.log"
   fi
-  if ((!verbose && !interactive)); then
-    if [[ -s "$scratch/console.log" ]]; then
-      echo "run-qemu: last lines of the guest console:" >&2
-      tail -n 40 "$scratch/console.log" | sed 's/^/  | /' >&2
-    else
-      echo "run-qemu: the guest console is empty (it boots with 'quiet')" >&2
-    fi
-  fi
+  run_show_console
   local f
   for f in "$scratch"/fs-*.log; do
     [[ -s "$f" ]] || continue
-    echo "run-qemu: $(basename "$f"):" >&2
-    tail -n 10 "$f" | sed 's/^/  | /' >&2
+    log "$(basename "$f"):"
+    show_tail 10 "$f"
   done
 }
 
-if [[ -f "$scratch/timed-out" ]]; then
-  echo "run-qemu: ERROR: timed out after ${timeout_s} s; killed QEMU (pid $qemu_done)" >&2
-  show_console
-  exit 124
-fi
+run_exit_if_timed_out show_diagnostics "QEMU (pid $guest_done)"
 if [[ -f "$scratch/init-error" ]]; then
-  echo "run-qemu: ERROR: guest init: $(<"$scratch/init-error")" >&2
-  show_console
+  log "ERROR: guest init: $(<"$scratch/init-error")"
+  show_diagnostics
   exit 125
 fi
-if [[ ! -f "$scratch/exit-code" ]]; then
-  if [[ -f "$scratch/booted" ]]; then
-    echo "run-qemu: ERROR: the guest did not report an exit code (QEMU exit status $qemu_rc)" >&2
-  else
-    echo "run-qemu: ERROR: the guest did not reach its command (QEMU exit status $qemu_rc)" >&2
-  fi
-  show_console
-  exit 125
-fi
-rc=$(<"$scratch/exit-code")
-[[ "$rc" =~ ^[0-9]+$ ]] || die "bad exit code file content: $rc"
-if ((qemu_rc != 0)); then
-  echo "run-qemu: warning: QEMU exited with status $qemu_rc after the command finished" >&2
-  show_console
-fi
-[[ -z "${RUN_QEMU_TIMING:-}" ]] || echo "run-qemu: guest run took ${elapsed_ms} ms" >&2
-exit "$rc"
+run_exit_with_code show_diagnostics QEMU "its command"

@@ -22,6 +22,9 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib/common.sh
+source "$script_dir/lib/common.sh"
+script_init run-uml 125
 
 sockets=()
 mem=512M
@@ -32,33 +35,22 @@ kernel=${UML_KERNEL:-}
 verbose=0
 keep=0
 
-help_text() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
-usage() { help_text >&2; exit 2; }
-die() { echo "run-uml: ERROR: $*" >&2; exit 125; }
-
 while (($#)); do
   case "$1" in
     --socket) (($# >= 2)) || usage; sockets+=("$2"); shift 2 ;;
     --mem) (($# >= 2)) || usage; mem=$2; shift 2 ;;
-    --kernel-args)
-      (($# >= 2)) || usage
-      read -r -a more <<<"$2"
-      kargs+=("${more[@]}")
-      shift 2 ;;
-    --env)
-      (($# >= 2)) || usage
-      [[ "$2" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env wants NAME=VALUE, got: $2"
-      envs+=("$2"); shift 2 ;;
+    --kernel-args) (($# >= 2)) || usage; opt_words kargs "$2"; shift 2 ;;
+    --env) (($# >= 2)) || usage; opt_env envs "$2"; shift 2 ;;
     --timeout) (($# >= 2)) || usage; timeout_s=$2; shift 2 ;;
     --kernel) (($# >= 2)) || usage; kernel=$2; shift 2 ;;
     -v|--verbose) verbose=1; shift ;;
     --keep) keep=1; shift ;;
     -h|--help) help_text; exit 0 ;;
     --) shift; break ;;
-    *) echo "run-uml: unknown argument: $1" >&2; usage ;;
+    *) log "unknown argument: $1"; usage ;;
   esac
 done
-(($#)) || { echo "run-uml: no COMMAND given" >&2; usage; }
+(($#)) || { log "no COMMAND given"; usage; }
 if [[ ! "$timeout_s" =~ ^[0-9]+$ ]] || ((timeout_s == 0)); then
   die "--timeout wants a positive integer, got: $timeout_s"
 fi
@@ -83,43 +75,11 @@ scratch_base=${TMPDIR:-/tmp}
 case "$(realpath -m "$scratch_base")/" in
   /dev/*|/run/*) scratch_base=/var/tmp ;;
 esac
-scratch=$(mktemp -d "$scratch_base/run-uml.XXXXXX")
+run_make_scratch "$scratch_base"
 ramdir=
-uml_pid=
-watchdog_pid=
-tails=()
-
-# UML calls setsid() at start, so its pid is also the process group of its helper processes.
-kill_uml() {
-  kill "-$1" -- "-$uml_pid" 2>/dev/null || kill "-$1" "$uml_pid" 2>/dev/null || true
-}
-
-# shellcheck disable=SC2317  # reached through the EXIT trap
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  if [[ -n "$uml_pid" ]]; then
-    kill_uml TERM
-    # Up to 2 s for a clean exit (UML is our unreaped child: exited = zombie).
-    for _ in 1 2 3 4 5 6 7 8 9 10; do
-      [[ "$(ps -o stat= -p "$uml_pid" 2>/dev/null)" == [A-Y]* ]] || break
-      sleep 0.2
-    done
-    kill_uml KILL
-  fi
-  [[ -z "$watchdog_pid" ]] || kill "$watchdog_pid" 2>/dev/null || true
-  for t in "${tails[@]}"; do kill "$t" 2>/dev/null || true; done
-  [[ -z "$ramdir" ]] || rm -rf "$ramdir"
-  if ((keep)); then
-    echo "run-uml: scratch kept in $scratch" >&2
-  else
-    rm -rf "$scratch"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck disable=SC2317  # called by run_cleanup
+drop_ramdir() { [[ -z "$ramdir" ]] || rm -rf "$ramdir"; }
+run_trap_cleanup drop_ramdir
 
 # UML's RAM is an unlinked file in $TMPDIR: put it on tmpfs when possible (not subject to
 # dirty-page writeback), and never on a noexec mount (UML maps it executable).
@@ -132,24 +92,15 @@ else
   die "no exec-able directory for UML's RAM file (/dev/shm and $scratch_base are noexec)"
 fi
 
-mkdir "$scratch/tmp"
-: >"$scratch/stdout"
-: >"$scratch/stderr"
-: >"$scratch/console.log"
+run_prepare_scratch
 
 # --- the guest's PID 1 ---
 {
   echo '#!/bin/bash'
   echo '# PID 1 of a run-uml.sh guest (generated).'
-  printf 'S=%q\n' "$scratch"
-  printf 'export PATH=%q\n' "$PATH"
-  printf 'export HOME=%q\n' "${HOME:-/root}"
-  printf 'export TMPDIR=%q\n' "$scratch/tmp"
-  printf 'export RUN_UML_SCRATCH=%q\n' "$scratch"
-  for e in "${envs[@]}"; do printf 'export %s=%q\n' "${e%%=*}" "${e#*=}"; done
+  run_guest_env "${envs[@]}"
   printf 'BUSYBOX=%q\n' "$busybox"
-  printf 'CWD=%q\n' "$PWD"
-  printf 'CMD=('; printf ' %q' "$@"; printf ' )\n'
+  run_guest_command "$@"
   cat <<'EOF'
 m() { mount "$@" || echo "run-uml init: mount $* failed" >&2; }
 m -t proc proc /proc
@@ -168,8 +119,9 @@ else
   echo "run-uml init: cannot cd to $CWD" >>"$S/stderr"
   rc=125
 fi
-# Write-then-rename: the host never sees a partial exit code.
-echo "$rc" >"$S/exit-code.tmp" && mv -f "$S/exit-code.tmp" "$S/exit-code"
+EOF
+  run_guest_report
+  cat <<'EOF'
 sync
 # systemd's poweroff cannot work here; busybox's -f calls reboot(2) directly.
 "$BUSYBOX" poweroff -f
@@ -189,84 +141,11 @@ cmdline+=(null_blk.nr_devices=0 scsi_debug.add_host=0)
 for s in "${sockets[@]}"; do cmdline+=("virtio_uml.device=$s:2"); done
 cmdline+=("${kargs[@]}" "init=$scratch/init")
 
-# Stream the command's output while the guest runs; tail stops once UML is gone (reaped).
-stream() { tail -q -n +1 -s 0.2 -f --pid="$uml_pid" "$1"; }
-
-# Runs in the background: after the timeout, TERM then KILL UML's whole process group.
-# shellcheck disable=SC2317  # the trap is reached by a signal
-watchdog() {
-  local sp
-  trap 'kill "$sp" 2>/dev/null; exit 0' TERM
-  sleep "$timeout_s" & sp=$!
-  wait "$sp" || exit 0
-  : >"$scratch/timed-out"
-  kill_uml TERM
-  sleep 5 & sp=$!
-  wait "$sp" || exit 0
-  kill_uml KILL
-}
-
-start=$(date +%s%N)
-ulimit -c 0
+run_begin
 TMPDIR=$ramdir "$kernel" "${cmdline[@]}" </dev/null >>"$scratch/console.log" 2>&1 &
-uml_pid=$!
-watchdog &
-watchdog_pid=$!
-stream "$scratch/stdout" &
-tails+=($!)
-stream "$scratch/stderr" >&2 &
-tails+=($!)
-if ((verbose)); then
-  stream "$scratch/console.log" >&2 &
-  tails+=($!)
-fi
-
-uml_rc=0
-wait "$uml_pid" || uml_rc=$?
-kill "$watchdog_pid" 2>/dev/null || true
-wait "$watchdog_pid" || true
-watchdog_pid=
-# Any helper process left in UML's group goes now (the group only: the pid is free again).
-kill -KILL -- "-$uml_pid" 2>/dev/null || true
-uml_done=$uml_pid
-uml_pid=
-# UML is reaped: the tails see its pid gone, flush what is left and stop.
-for t in "${tails[@]}"; do wait "$t" || true; done
-tails=()
-elapsed_ms=$((($(date +%s%N) - start) / 1000000))
-
-show_console() {
-  if ((!verbose)); then
-    if [[ -s "$scratch/console.log" ]]; then
-      echo "run-uml: last lines of the guest console:" >&2
-      tail -n 40 "$scratch/console.log" | sed 's/^/  | /' >&2
-    else
-      echo "run-uml: the guest console is empty (it boots with 'quiet')" >&2
-    fi
-  fi
-}
-
-if [[ -f "$scratch/timed-out" ]]; then
-  echo "run-uml: ERROR: timed out after ${timeout_s} s; killed the guest (process group $uml_done)" >&2
-  show_console
-  exit 124
-fi
-if [[ ! -f "$scratch/exit-code" ]]; then
-  if [[ -f "$scratch/booted" ]]; then
-    echo "run-uml: ERROR: the guest did not report an exit code (UML exit status $uml_rc)" >&2
-  else
-    echo "run-uml: ERROR: the guest did not reach its init script (UML exit status $uml_rc)" >&2
-  fi
-  show_console
-  exit 125
-fi
-rc=$(<"$scratch/exit-code")
-[[ "$rc" =~ ^[0-9]+$ ]] || die "bad exit code file content: $rc"
-if ((uml_rc != 0)); then
-  echo "run-uml: warning: UML exited with status $uml_rc after the command finished" >&2
-  show_console
-fi
-if [[ -n "${RUN_UML_TIMING:-}" ]]; then
-  echo "run-uml: guest run took ${elapsed_ms} ms" >&2
-fi
-exit "$rc"
+# UML calls setsid() at start: its pid is also the process group of its helper processes,
+# which the watchdog and the cleanup kill with it.
+run_watch $! 1
+run_wait
+run_exit_if_timed_out run_show_console "the guest (process group $guest_done)"
+run_exit_with_code run_show_console UML "its init script"

@@ -34,8 +34,11 @@
 set -euo pipefail
 
 script_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=qemu-guest/lib.sh disable=SC1091
-source "$script_dir/qemu-guest/lib.sh"
+# shellcheck source=lib/common.sh
+source "$script_dir/lib/common.sh"
+# shellcheck source=lib/qemu.sh
+source "$script_dir/lib/qemu.sh"
+script_init run-vm 2
 
 socket=
 qemu='qemu-system-x86_64'
@@ -49,10 +52,6 @@ append=
 disk=
 qemu_version=
 print_only=0
-
-help_text() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "${BASH_SOURCE[0]}"; }
-usage() { help_text >&2; exit 2; }
-die() { echo "run-vm: ERROR: $*" >&2; exit 2; }
 
 while (($#)); do
   case "$1" in
@@ -70,15 +69,13 @@ while (($#)); do
     --print-cmdline) print_only=1; shift ;;
     -h|--help) help_text; exit 0 ;;
     --) shift; break ;;
-    *) echo "run-vm: unknown argument: $1" >&2; usage ;;
+    *) log "unknown argument: $1"; usage ;;
   esac
 done
 extra=("$@")
 
 [[ -n "$socket" ]] || die "--socket SOCK is required"
-[[ "$queues" =~ ^[1-9][0-9]*$ ]] || die "--queues wants a positive integer, got: $queues"
-[[ "$smp" =~ ^[1-9][0-9]*$ ]] || die "--smp wants a positive integer, got: $smp"
-[[ "$mem" =~ ^[1-9][0-9]*[MG]$ ]] || die "--mem wants a size like 512M or 2G, got: $mem"
+qg_check_machine_opts "$queues" "$smp" "$mem"
 [[ -z "$kernel" || -z "$disk" ]] || die "give --kernel or --disk, not both"
 [[ -n "$kernel" || (-z "$initrd" && -z "$append") ]] || die "--initrd and --append go with --kernel"
 
@@ -91,14 +88,14 @@ fi
 
 if qg_version_ge "$qemu_version" "$QG_ZONED_MIN_VERSION" && ((!regular)); then
   kind='test'
-  echo "run-vm: QEMU $qemu_version: zoned disk through vhost-user-test-device-pci (virtio-id 2, $queues queue(s))" >&2
+  log "QEMU $qemu_version: zoned disk through vhost-user-test-device-pci (virtio-id 2, $queues queue(s))"
 else
   # One explanation, whichever way it goes on.
   {
     if ((regular)); then
-      echo "run-vm: --regular-disk: vhost-user-blk-pci; the guest sees a regular disk."
+      log "--regular-disk: vhost-user-blk-pci; the guest sees a regular disk."
     else
-      echo "run-vm: QEMU $qemu_version cannot show the zoned disk to a guest."
+      log "QEMU $qemu_version cannot show the zoned disk to a guest."
     fi
     if ! qg_version_ge "$qemu_version" "$QG_ZONED_MIN_VERSION"; then
       echo "  vhost-user-blk-pci (every QEMU release) never passes VIRTIO_BLK_F_ZONED to the guest, so"
@@ -110,7 +107,7 @@ else
     fi
   } >&2
   if ((!regular)); then
-    echo "run-vm: refused; add --regular-disk to boot with vhost-user-blk-pci anyway." >&2
+    log "refused; add --regular-disk to boot with vhost-user-blk-pci anyway."
     exit 3
   fi
   kind=blk
@@ -125,7 +122,7 @@ if [[ -z "$kernel" && -z "$disk" ]]; then
     "${args[@]}" --print-cmdline
     exit
   fi
-  echo "run-vm: booting the test guest (host / read-only); the served disk is a /dev/vd* with its serial" >&2
+  log "booting the test guest (host / read-only); the served disk is a /dev/vd* with its serial"
   exec "${args[@]}"
 fi
 

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# Shared by run-qemu.sh and run-vm.sh (sourced, not executed): QEMU version checks and the
-# command-line pieces for a vhost-user disk. Sets nothing at load time except functions.
+# Shared by run-qemu.sh and run-vm.sh (sourced after common.sh, not executed): QEMU version
+# checks, option checks and the command-line pieces for a vhost-user disk. Sets nothing at
+# load time except functions and QG_ZONED_MIN_VERSION.
 
 # The first QEMU release whose vhost-user-test-device-pci is user-creatable; it forwards the
 # backend's feature bits unfiltered, so VIRTIO_BLK_F_ZONED reaches the guest
@@ -31,6 +32,15 @@ qg_version_ge() {
 }
 
 qg_valid_version() { [[ "$1" =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]]; }
+
+# qg_check_machine_opts QUEUES SMP MEM: refuse bad --queues, --smp, --mem values up front
+# (QEMU would fail later with a less obvious message; MEM is also the size of the memfd
+# backend, whose syntax wants M or G).
+qg_check_machine_opts() {
+  [[ "$1" =~ ^[1-9][0-9]*$ ]] || die "--queues wants a positive integer, got: $1"
+  [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "--smp wants a positive integer, got: $2"
+  [[ "$3" =~ ^[1-9][0-9]*[MG]$ ]] || die "--mem wants a size like 512M or 2G, got: $3"
+}
 
 # QEMU option values use ',' as separator; a literal comma is written ',,'.
 qg_escape() { printf '%s' "${1//,/,,}"; }
