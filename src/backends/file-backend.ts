@@ -15,10 +15,11 @@ import {
   imageLayout, serialFromUuid, type ImageHeader, type ZoneEntry,
 } from './image-format.js';
 import type { Storage } from './storage.js';
+import { fileIoFor, type FileIo } from './file-io.js';
 
-function readvAll(fd: number, iov: IoVec, pos: number): Promise<void> {
+function readvAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fs.readv(fd, iov as Uint8Array[], pos, (err, n) => {
+    io.read(fd, iov, pos, (err, n) => {
       if (err) { reject(err); return; }
       let total = 0;
       for (const b of iov) total += b.byteLength;
@@ -44,9 +45,9 @@ async function finishShort(fd: number, iov: IoVec, pos: number, done: number): P
   }
 }
 
-function writevAll(fd: number, iov: IoVec, pos: number): Promise<void> {
+function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    fs.writev(fd, iov as Uint8Array[], pos, (err, n) => {
+    io.write(fd, iov, pos, (err, n) => {
       if (err) { reject(err); return; }
       let total = 0;
       for (const b of iov) total += b.byteLength;
@@ -59,7 +60,7 @@ function writevAll(fd: number, iov: IoVec, pos: number): Promise<void> {
         rest.push(b.subarray(skip));
         skip = 0;
       }
-      writevAll(fd, rest, pos + n).then(resolve, reject);
+      writevAll(io, fd, rest, pos + n).then(resolve, reject);
     });
   });
 }
@@ -67,13 +68,14 @@ function writevAll(fd: number, iov: IoVec, pos: number): Promise<void> {
 export class FileStorage implements Storage {
   private readonly entry = new Uint8Array(ZONE_ENTRY_SIZE);
   private closed = false;
-  constructor(private readonly fd: number, private readonly header: ImageHeader) {}
+  /** io: how the data moves (fileIoFor(image path)). */
+  constructor(private readonly fd: number, private readonly header: ImageHeader, private readonly io: FileIo) {}
 
   readv(byteOffset: number, iov: IoVec): Promise<void> {
-    return readvAll(this.fd, iov, this.header.dataOffset + byteOffset);
+    return readvAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
   }
   writev(byteOffset: number, iov: IoVec): Promise<void> {
-    return writevAll(this.fd, iov, this.header.dataOffset + byteOffset);
+    return writevAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
   }
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
@@ -266,6 +268,16 @@ export interface OpenImageOptions { readOnly?: boolean; logger?: Logger }
 
 export interface OpenedImage { backend: EmulatedBackend; header: ImageHeader }
 
+/**
+ * How long a lock held by another open file is waited for. A daemon killed with io_uring
+ * requests in flight keeps its files (and so its lock) until the kernel has torn its ring
+ * down, a few milliseconds after the process is reported gone; a restart right after a
+ * crash must not fail on that.
+ */
+const LOCK_GRACE_MS = 500;
+const LOCK_RETRY_MS = 10;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
 /** Lock the image (exclusive for writers, shared for readers); throws EIMAGELOCK if held. */
 export function openLocked(file: string, writable: boolean): number {
   let fd: number;
@@ -275,9 +287,12 @@ export function openLocked(file: string, writable: boolean): number {
     const e = err as NodeJS.ErrnoException;
     throw new ZbdError('EIMAGE', `cannot open ${file}: ${e.code ?? e.message}`, file, { cause: err });
   }
-  if (!native.flock(fd, writable, true)) {
-    fs.closeSync(fd);
-    throw new ZbdError('EIMAGELOCK', `${file} is in use by another process (image locked)`, file);
+  for (let waited = 0; !native.flock(fd, writable, true); waited += LOCK_RETRY_MS) {
+    if (waited >= LOCK_GRACE_MS) {
+      fs.closeSync(fd);
+      throw new ZbdError('EIMAGELOCK', `${file} is in use by another process (image locked)`, file);
+    }
+    Atomics.wait(sleeper, 0, 0, LOCK_RETRY_MS);
   }
   return fd;
 }
@@ -298,7 +313,9 @@ export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImag
     const engine = new ZoneEngine(header.geometry, entry);
     // Conventional entries are not fed to the engine; still refuse a corrupted one.
     for (let z = 0; z < header.geometry.conventionalZones; z++) entry(z);
-    const backend = new EmulatedBackend(engine, new FileStorage(fd, header), {
+    const io = fileIoFor(file);
+    opts.logger?.debug({ file, io: io.kind }, 'file I/O engine');
+    const backend = new EmulatedBackend(engine, new FileStorage(fd, header, io), {
       readOnly: opts.readOnly, logger: opts.logger, serial: serialFromUuid(header.uuid),
     });
     return { backend, header };

@@ -8,13 +8,14 @@ import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
 import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
 import { openLocked } from './file-backend.js';
 import { iovBytes } from './iovec.js';
+import { fileIoFor, type FileIo } from './file-io.js';
 import { createHash } from 'node:crypto';
 
 export class RawFileBackend implements Backend {
   readonly info: BackendInfo;
   private closed = false;
 
-  private constructor(private readonly fd: number, sizeBytes: number, serial: string, readOnly: boolean, blockSize: number, private readonly log?: Logger) {
+  private constructor(private readonly fd: number, private readonly io: FileIo, sizeBytes: number, serial: string, readOnly: boolean, blockSize: number, private readonly log?: Logger) {
     this.info = {
       capacitySectors: sizeBytes / SECTOR_SIZE, blockSize, physicalBlockSize: blockSize, readOnly, serial, zoned: null,
     };
@@ -32,7 +33,10 @@ export class RawFileBackend implements Backend {
     }
     // The serial must stay the same across restarts: derive it from the path and inode.
     const serial = 'vuzbd-' + createHash('sha1').update(`${path.resolve(file)}:${st.ino}`).digest('hex').slice(0, 14);
-    return new RawFileBackend(fd, size, serial, !!opts.readOnly, blockSize, opts.logger);
+    // A block device node lives on devtmpfs: its statfs says nothing about the device.
+    const io = fileIoFor(st.isBlockDevice() ? null : file);
+    opts.logger?.debug({ file, io: io.kind }, 'file I/O engine');
+    return new RawFileBackend(fd, io, size, serial, !!opts.readOnly, blockSize, opts.logger);
   }
 
   private inRange(sector: number, bytes: number): boolean {
@@ -42,7 +46,7 @@ export class RawFileBackend implements Backend {
   read(sector: number, iov: IoVec): Promise<ZoneResult> {
     const bytes = iovBytes(iov);
     if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => fs.readv(this.fd, iov as Uint8Array[], sector * SECTOR_SIZE, (err, n) => {
+    return new Promise((resolve) => this.io.read(this.fd, iov, sector * SECTOR_SIZE, (err, n) => {
       if (err || n !== bytes) { this.log?.error({ err, sector, bytes, n }, 'read failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
     }));
   }
@@ -51,7 +55,7 @@ export class RawFileBackend implements Backend {
     if (this.info.readOnly) return Promise.resolve(ZoneResult.READ_ONLY);
     const bytes = iovBytes(iov);
     if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => fs.writev(this.fd, iov as Uint8Array[], sector * SECTOR_SIZE, (err, n) => {
+    return new Promise((resolve) => this.io.write(this.fd, iov, sector * SECTOR_SIZE, (err, n) => {
       if (err || n !== bytes) { this.log?.error({ err, sector, bytes, n }, 'write failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
     }));
   }

@@ -28,6 +28,8 @@ export interface BenchArgs {
   fio: boolean;
   qsdAio?: 'threads' | 'io_uring';
   daemonNodeArgs?: string;
+  daemonEnv?: string;
+  filter?: string;
   json?: string;
   markdown?: string;
   plot?: string;
@@ -65,6 +67,12 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
     imageZones: quick ? 100_000 : 1_000_000,
     qsdAio: a.qsdAio,
     oursNodeArgs: a.daemonNodeArgs ? a.daemonNodeArgs.split(/\s+/).filter(Boolean) : undefined,
+    oursEnv: a.daemonEnv ? Object.fromEntries(a.daemonEnv.split(',').filter(Boolean).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new ZbdError('EARG', `--daemon-env '${kv}' is not NAME=VALUE`, kv);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    })) : undefined,
+    filter: a.filter ? new RegExp(a.filter) : undefined,
   };
 }
 
@@ -106,6 +114,8 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
     .option('fio', { type: 'boolean', default: true, describe: 'run the fio ceiling' })
     .option('qsd-aio', { choices: ['threads', 'io_uring'] as const, describe: "QSD file AIO mode (default: QSD's default, threads)" })
     .option('daemon-node-args', { type: 'string', describe: "node flags for our daemon, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'" })
+    .option('daemon-env', { type: 'string', describe: 'extra environment for our daemon, e.g. UV_THREADPOOL_SIZE=2' })
+    .option('filter', { type: 'string', describe: 'only workloads whose id matches this regular expression (e.g. randread-4k-qd1$)' })
     .option('json', { type: 'string', describe: 'write all results as JSON' })
     .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
     .option('plot', { type: 'string', describe: 'write IOPS vs queue depth as SVG' })
@@ -113,5 +123,5 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
 (a) => done(bench({
   quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
   queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
-  daemonNodeArgs: a['daemon-node-args'], json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
+  daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], filter: a.filter, json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
 }, o)));

@@ -37,6 +37,8 @@ export interface SuiteOptions {
   qsdAio?: 'threads' | 'io_uring';
   oursNodeArgs?: string[];
   oursEnv?: Record<string, string>;
+  /** Only workloads whose id matches. */
+  filter?: RegExp;
   log: Logger;
 }
 
@@ -178,7 +180,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   const startedAt = new Date().toISOString();
   const loadBefore = loadAverage();
   fs.mkdirSync(o.dir, { recursive: true });
-  const list = workloads(o);
+  const list = workloads(o).filter((w) => !o.filter || o.filter.test(w.id));
   const rows: Row[] = [];
   const commands: string[] = [];
   const note = (cmd: string): void => { if (!commands.includes(cmd)) commands.push(cmd); };

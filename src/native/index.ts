@@ -497,16 +497,15 @@ export function pollFds(fds: Int32Array, timeoutMs: number): number {
 /**
  * Buffered file reads and writes through io_uring, for the JavaScript thread: queue*() fill
  * submission entries, submit() passes them all to the kernel in one system call (reads of
- * cached data are complete when it returns), reap() collects completions. Completions the
- * kernel finishes later are announced on `eventFd` (poll it with FdPoller, clear it with
- * readCounter). The caller picks tags in [0, capacity), keeps at most capacity operations in
+ * cached data are complete when it returns), reap() collects completions. Every completion
+ * also signals `eventFd` (poll it with FdPoller, clear it with readCounter, then reap). The caller picks tags in [0, capacity), keeps at most capacity operations in
  * flight, and keeps each buffer alive and mapped until its completion is reaped.
  */
 export class IoRing {
   readonly #ring: NativeIoRing;
   /** Operations that may be in flight at once (the completion queue size). */
   readonly capacity: number;
-  /** Signalled when a completion arrives that submit() did not already deliver. */
+  /** Signalled for every completion the kernel posts. */
   readonly eventFd: number;
 
   /** entries: a power of two in 1..4096. Throws NativeError when the kernel refuses io_uring. */

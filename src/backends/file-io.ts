@@ -1,0 +1,189 @@
+// Buffered file reads and writes for the file backends, through one of two engines:
+//
+// - io_uring (default when the kernel allows it): requests queued while the daemon handles a
+//   kick are submitted together in one system call at the end of that turn (a microtask);
+//   cached reads complete inside that call, so a 4K read costs no thread hand-off at all.
+//   What the kernel finishes later wakes us through the ring's eventfd.
+// - the libuv thread pool (fs.readv / fs.writev): the fallback where io_uring is refused
+//   (old kernel, seccomp, io_uring_disabled), or forced with VHOST_USER_ZBD_IO=threads.
+//
+// Both call back with (err, bytes); a short count is the caller's business, as with preadv.
+import fs from 'node:fs';
+import { FdPoller, IoRing, NativeError, readCounter } from '../native/index.js';
+import type { IoVec } from './backend.js';
+
+export type IoCallback = (err: Error | null, bytes: number) => void;
+
+export interface FileIo {
+  readonly kind: 'io_uring' | 'threads' | 'sync';
+  /** preadv(fd, iov, pos); the views must stay valid until cb runs (which may be before this returns). */
+  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void;
+  /** pwritev(fd, iov, pos). */
+  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void;
+}
+
+/**
+ * Synchronous preadv/pwritev on the calling thread, for files on memory-backed filesystems
+ * (tmpfs, ramfs). Their reads and writes never wait for a device: the copy is the whole job,
+ * and handing it to another thread (thread pool, or io-wq, since tmpfs cannot do
+ * non-blocking reads) costs more than the copy itself. Writes to one file are serialised by
+ * the kernel's inode lock anyway, so no parallelism is lost.
+ */
+class SyncFileIo implements FileIo {
+  readonly kind = 'sync' as const;
+  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    let n: number;
+    try { n = fs.readvSync(fd, iov as Uint8Array[], pos); } catch (err) { cb(err as Error, 0); return; }
+    cb(null, n);
+  }
+  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    let n: number;
+    try { n = fs.writevSync(fd, iov as Uint8Array[], pos); } catch (err) { cb(err as Error, 0); return; }
+    cb(null, n);
+  }
+}
+
+class ThreadPoolFileIo implements FileIo {
+  readonly kind = 'threads' as const;
+  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    fs.readv(fd, iov as Uint8Array[], pos, (err, n) => cb(err, n));
+  }
+  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    fs.writev(fd, iov as Uint8Array[], pos, (err, n) => cb(err, n));
+  }
+}
+
+/** Ring size: requests in flight at once; more wait in a FIFO until a completion frees a slot. */
+const RING_ENTRIES = 512;
+
+interface Waiting { write: boolean; fd: number; iov: IoVec; pos: number; cb: IoCallback }
+
+class UringFileIo implements FileIo {
+  readonly kind = 'io_uring' as const;
+  private readonly ring: IoRing;
+  private readonly cbs: Array<IoCallback | null>;
+  /** Buffers of each in-flight request: referenced until the kernel is done with them. */
+  private readonly bufs: Array<IoVec | null>;
+  private readonly writes: Uint8Array;
+  private readonly freeTags: number[] = [];
+  private readonly waiting: Waiting[] = [];
+  private readonly out: Float64Array;
+  private readonly poller: FdPoller;
+  private inFlight = 0;
+  private flushScheduled = false;
+  private readonly flushFn = (): void => this.flush();
+
+  constructor() {
+    this.ring = new IoRing(RING_ENTRIES);
+    const cap = this.ring.capacity;
+    this.cbs = new Array<IoCallback | null>(cap).fill(null);
+    this.bufs = new Array<IoVec | null>(cap).fill(null);
+    this.writes = new Uint8Array(cap);
+    for (let t = cap - 1; t >= 0; t--) this.freeTags.push(t);
+    this.out = new Float64Array(2 * cap);
+    this.poller = new FdPoller(this.ring.eventFd, 'r', (err) => {
+      if (err) throw err; // an eventfd poll error is a bug: surface it
+      readCounter(this.ring.eventFd);
+      this.reap();
+    });
+    // Only requests in flight keep the process alive (see start/finish).
+    this.poller.unref();
+  }
+
+  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void { this.start(false, fd, iov, pos, cb); }
+  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void { this.start(true, fd, iov, pos, cb); }
+
+  private start(write: boolean, fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    const tag = this.freeTags.pop();
+    if (tag === undefined) { this.waiting.push({ write, fd, iov, pos, cb }); return; }
+    const views = iov.length === 1 ? iov[0] : iov;
+    // The submission queue has as many entries as there are tags, so it can only be full of
+    // entries not yet submitted: submit them and queue again.
+    if (!this.ring.queue(write, fd, views, pos, tag)) {
+      this.ring.submit();
+      if (!this.ring.queue(write, fd, views, pos, tag)) {
+        this.freeTags.push(tag);
+        this.waiting.push({ write, fd, iov, pos, cb });
+        return;
+      }
+    }
+    this.cbs[tag] = cb;
+    this.bufs[tag] = iov;
+    this.writes[tag] = write ? 1 : 0;
+    if (this.inFlight++ === 0) this.poller.ref();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      // Everything queued in this turn (one kick's worth of requests) goes in one submit.
+      queueMicrotask(this.flushFn);
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    this.ring.submit();
+    // Completions posted during submit signalled the eventfd too: clear it before reaping
+    // them here, so the poller does not wake up for nothing. Later ones signal it again.
+    readCounter(this.ring.eventFd);
+    this.reap();
+  }
+
+  private reap(): void {
+    const out = this.out;
+    for (;;) {
+      const n = this.ring.reap(out);
+      for (let i = 0; i < n; i++) {
+        const tag = out[2 * i], res = out[2 * i + 1];
+        const cb = this.cbs[tag] as IoCallback;
+        const write = this.writes[tag] === 1;
+        this.cbs[tag] = null;
+        this.bufs[tag] = null;
+        this.freeTags.push(tag);
+        if (--this.inFlight === 0) this.poller.unref();
+        if (res < 0) cb(new NativeError(write ? 'pwritev' : 'preadv', -res, `io_uring tag=${tag}`), 0);
+        else cb(null, res);
+      }
+      if (n < out.length / 2) break;
+    }
+    while (this.waiting.length > 0 && this.freeTags.length > 0) {
+      const w = this.waiting.shift() as Waiting;
+      this.start(w.write, w.fd, w.iov, w.pos, w.cb);
+    }
+  }
+}
+
+// One engine of each kind per process: all files share the ring and its eventfd poller.
+let sharedSync: FileIo | null = null;
+let sharedUring: FileIo | null = null;
+let sharedThreads: FileIo | null = null;
+let uringRefused = false;
+
+/** statfs f_type of filesystems that keep file data in memory only. */
+const MEMORY_FS_TYPES = new Set([0x01021994 /* tmpfs */, 0x858458f6 /* ramfs */]);
+
+export type FileIoKind = FileIo['kind'];
+
+/**
+ * The engine for the regular file at `path` (null: a block device): synchronous for
+ * memory-backed filesystems, otherwise io_uring when the kernel grants a ring, else the
+ * thread pool. VHOST_USER_ZBD_IO=sync|io_uring|threads overrides the choice (io_uring still
+ * falls back to threads).
+ */
+export function fileIoFor(path: string | null): FileIo {
+  const forced = process.env.VHOST_USER_ZBD_IO;
+  let kind: string | undefined = forced;
+  if (kind !== 'sync' && kind !== 'io_uring' && kind !== 'threads') {
+    let type = 0;
+    try { if (path !== null) type = Number(fs.statfsSync(path).type); } catch { /* unknown filesystem: asynchronous I/O */ }
+    kind = MEMORY_FS_TYPES.has(type) ? 'sync' : 'io_uring';
+  }
+  if (kind === 'sync') return (sharedSync ??= new SyncFileIo());
+  if (kind === 'io_uring' && !uringRefused) {
+    try {
+      return (sharedUring ??= new UringFileIo());
+    } catch {
+      // io_uring refused (ENOSYS, EPERM under seccomp, io_uring_disabled): use the thread pool.
+      uringRefused = true;
+    }
+  }
+  return (sharedThreads ??= new ThreadPoolFileIo());
+}
