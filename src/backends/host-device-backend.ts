@@ -92,6 +92,9 @@ export class HostDeviceBackend implements Backend {
   private readonly log?: Logger;
   private readonly queues = new ZoneQueues();
   private closed = false;
+  /** Reads, writes outside the zone queues and flushes in progress: close() waits for them. */
+  private untracked = 0;
+  private untrackedWaiters: (() => void)[] = [];
 
   // Zone table (zoned devices only), indexed by zone number; sectors are absolute.
   private readonly zoneSectors: number;
@@ -285,7 +288,11 @@ export class HostDeviceBackend implements Backend {
 
   // ---- data path -------------------------------------------------------------------------
 
-  async read(sector: number, iov: IoVec): Promise<ZoneResult> {
+  read(sector: number, iov: IoVec): Promise<ZoneResult> {
+    return this.track(this.readNow(sector, iov));
+  }
+
+  private async readNow(sector: number, iov: IoVec): Promise<ZoneResult> {
     const bytes = iovBytes(iov);
     if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
     const n = bytes >>> SECTOR_SHIFT;
@@ -343,7 +350,11 @@ export class HostDeviceBackend implements Backend {
     return this.queues.run(z, () => this.seqWrite(z, sector, n, iov, 'write'));
   }
 
-  private async plainWrite(sector: number, n: number, iov: IoVec, zone: number): Promise<ZoneResult> {
+  private plainWrite(sector: number, n: number, iov: IoVec, zone: number): Promise<ZoneResult> {
+    return this.track(this.plainWriteNow(sector, n, iov, zone));
+  }
+
+  private async plainWriteNow(sector: number, n: number, iov: IoVec, zone: number): Promise<ZoneResult> {
     try {
       await this.io.writev(sector * SECTOR_SIZE, iov);
       return ZoneResult.OK;
@@ -424,12 +435,22 @@ export class HostDeviceBackend implements Backend {
   }
 
   flush(): Promise<ZoneResult> {
-    return new Promise((resolve) => fs.fdatasync(this.fd, (err) => {
+    return this.track(new Promise((resolve) => fs.fdatasync(this.fd, (err) => {
       if (!err) { resolve(ZoneResult.OK); return; }
       const r = mapErrno(errnoOf(err), 'flush') ?? ZoneResult.IO_ERROR;
       this.logFailure('flush', err, r, {});
       resolve(r);
-    }));
+    })));
+  }
+
+  /** Count an operation that does not go through the zone queues until it settles. */
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.untracked++;
+    const done = (): void => {
+      if (--this.untracked === 0) for (const w of this.untrackedWaiters.splice(0)) w();
+    };
+    p.then(done, done);
+    return p;
   }
 
   // ---- zone reports and management -------------------------------------------------------
@@ -556,8 +577,10 @@ export class HostDeviceBackend implements Backend {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    // Everything queued finishes first; then the cache of the device is flushed once more.
+    // Everything in flight finishes first (the fd must not be closed under a transfer, nor
+    // reused by a later open); then the device's cache is flushed once more.
     await this.queues.runExclusive(() => Promise.resolve());
+    while (this.untracked > 0) await new Promise<void>((resolve) => this.untrackedWaiters.push(resolve));
     if (!this.info.readOnly) {
       const r = await this.flush();
       if (r !== ZoneResult.OK) this.log?.error('final flush failed');

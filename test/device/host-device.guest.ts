@@ -102,6 +102,24 @@ describe('exclusive open', () => {
   });
 });
 
+describe('close', () => {
+  it('waits for the reads, writes and appends in flight, then releases the device', async () => {
+    const b = HostDeviceBackend.open(devs.scsi);
+    const z = b.info.zoned!;
+    expect(await b.zoneMgmt(ZoneOp.RESET_ALL, 0)).toBe(ZoneResult.OK);
+    const s = z.conventionalZones * z.zoneSectors;
+    const ops: Array<Promise<ZoneResult>> = [];
+    for (let i = 0; i < 16; i++) ops.push(b.read(i * 64, [view(i * 65536, 32768)]));
+    for (let i = 0; i < 8; i++) ops.push(b.write(i * 64, [view(2 << 20, 32768)]));
+    for (let i = 0; i < 8; i++) ops.push(b.append(s, [view(4 << 20, 32768)]).then((a) => a.result));
+    const closing = b.close();
+    expect(await Promise.all(ops)).toEqual(new Array(32).fill(ZoneResult.OK));
+    await closing;
+    const again = openDev(devs.scsi); // the exclusive claim is gone
+    expect((await zoneAt(again, s)).wp).toBe(s + 8 * 64);
+  });
+});
+
 describe('models', () => {
   afterAll(() => removeNullb('plain'));
   it('a zoned device is not served as a regular disk', () => {
