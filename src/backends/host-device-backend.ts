@@ -35,8 +35,11 @@ import { ZoneQueues } from './zone-queues.js';
 
 export interface HostDeviceOptions {
   readOnly?: boolean;
-  /** 'hm' (default): a host-managed device served zoned; 'none': a regular device served as a plain disk. */
-  model?: 'hm' | 'none';
+  /**
+   * 'hm' (default): a host-managed device served zoned; 'none': a regular device served as a
+   * plain disk; 'any': whichever it is (the report command, which only looks).
+   */
+  model?: 'hm' | 'none' | 'any';
   /**
    * Claim the device exclusively (O_EXCL, default): a second daemon, a mount or mkfs cannot
    * use it meanwhile. Only a read-only user that never writes (the report command) opens shared.
@@ -146,7 +149,8 @@ export class HostDeviceBackend implements Backend {
       }
       if (facts.model === 'host-aware') throw new ZbdError('EDEVICE', `${devPath} ${HA_EXPLANATION}`, devPath);
       if (model === 'hm' && facts.model === 'none') {
-        throw new ZbdError('EDEVICE', `${devPath} is not a zoned block device (${facts.queueDir}/zoned = none): serve it with --model none as a regular disk`, devPath);
+        throw new ZbdError('EDEVICE', `${devPath} is not a zoned block device (${facts.queueDir}/zoned = none): serve it with --model none ` +
+          'as a regular disk (host-aware drives show as none since Linux 6.8: the host itself uses them as regular disks)', devPath);
       }
       if (model === 'none' && facts.model === 'host-managed') {
         throw new ZbdError('EDEVICE', `${devPath} is host-managed: as a regular disk (--model none) every write off a write pointer would fail; serve it zoned (--model hm)`, devPath);

@@ -96,7 +96,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
  * look at a device a daemon is serving.
  */
 async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<number> {
-  const backend = HostDeviceBackend.open(device, { readOnly: true, exclusive: false });
+  const backend = HostDeviceBackend.open(device, { readOnly: true, exclusive: false, model: 'any' });
   try {
     const zi = backend.info.zoned;
     if (!zi) throw new ZbdError('EDEVICE', `${device} is not zoned: no zones to report`, device);

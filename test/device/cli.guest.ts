@@ -113,6 +113,9 @@ describe('serve --device refuses what it cannot serve', () => {
     const refused = await run('serve', '--socket', path.join(dir, 'b.sock'), '--device', dev, '--no-hints', '--log-level', 'silent');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/is not a zoned block device .*serve it with --model none/);
+    const report = await run('report', '--device', dev);
+    expect(report.code).toBe(1);
+    expect(report.err).toMatch(/EDEVICE: \/dev\/clireg is not zoned: no zones to report/);
     const socket = path.join(dir, 'c.sock');
     const p = spawn(process.execPath, [BIN, 'serve', '--socket', socket, '--device', dev, '--model', 'none', '--no-hints'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
