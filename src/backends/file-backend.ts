@@ -172,7 +172,7 @@ export interface ImageInspection {
   problems: ImageProblem[];
 }
 
-function readHeaderAndTable(fd: number, allowBadChecksum: boolean): { header: ImageHeader; checksumOk: boolean; size: number; table: Uint8Array } {
+function readHeader(fd: number, allowBadChecksum: boolean): { header: ImageHeader; checksumOk: boolean; size: number } {
   const size = fs.fstatSync(fd).size;
   const hb = new Uint8Array(HEADER_BLOCK);
   fs.readSync(fd, hb, 0, Math.min(HEADER_BLOCK, size), 0);
@@ -181,9 +181,37 @@ function readHeaderAndTable(fd: number, allowBadChecksum: boolean): { header: Im
   if (size < header.zoneTableOffset + tableBytes) {
     throw new ZbdError('EIMAGE', `image truncated inside the zone table (size ${size}, table ends at ${header.zoneTableOffset + tableBytes})`, size);
   }
+  return { header, checksumOk, size };
+}
+
+function readHeaderAndTable(fd: number, allowBadChecksum: boolean): { header: ImageHeader; checksumOk: boolean; size: number; table: Uint8Array } {
+  const { header, checksumOk, size } = readHeader(fd, allowBadChecksum);
+  const tableBytes = header.geometry.nrZones * ZONE_ENTRY_SIZE;
   const table = new Uint8Array(tableBytes);
   fs.readSync(fd, table, 0, tableBytes, header.zoneTableOffset);
   return { header, checksumOk, size, table };
+}
+
+/** Zone entries per read while opening: a million zones' table is 32 MB, read 512 KB at a time. */
+const TABLE_CHUNK_ENTRIES = 16384;
+
+/** Zone z's persisted entry, reading the table a chunk at a time (the engine asks in order). */
+function zoneTableReader(fd: number, header: ImageHeader): (z: number) => PersistedZoneState {
+  const nrZones = header.geometry.nrZones;
+  const chunk = new Uint8Array(Math.min(TABLE_CHUNK_ENTRIES, nrZones) * ZONE_ENTRY_SIZE);
+  let first = 0, count = 0;
+  return (z) => {
+    if (z < first || z >= first + count) {
+      first = z - (z % TABLE_CHUNK_ENTRIES);
+      count = Math.min(TABLE_CHUNK_ENTRIES, nrZones - first);
+      const bytes = count * ZONE_ENTRY_SIZE;
+      const n = fs.readSync(fd, chunk, 0, bytes, header.zoneTableOffset + first * ZONE_ENTRY_SIZE);
+      if (n !== bytes) throw new ZbdError('EIMAGE', `short read of the zone table at zone ${first} (${n} of ${bytes} bytes)`, first);
+    }
+    const e = decodeZoneEntry(chunk, (z - first) * ZONE_ENTRY_SIZE);
+    if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
+    return e;
+  };
 }
 
 /** Conventional zones store their full extent; sequential ones their write pointer. */
@@ -301,15 +329,11 @@ export function openLocked(file: string, writable: boolean): number {
 export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImage {
   const fd = openLocked(file, !opts.readOnly);
   try {
-    const { header, size, table } = readHeaderAndTable(fd, false);
+    const { header, size } = readHeader(fd, false);
     if (size !== header.fileSize) {
       throw new ZbdError('EIMAGE', `image file is ${size} bytes, expected ${header.fileSize} (run 'vhost-user-zbd check --repair')`, size);
     }
-    const entry = (z: number): PersistedZoneState => {
-      const e = decodeZoneEntry(table, z * ZONE_ENTRY_SIZE);
-      if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
-      return e;
-    };
+    const entry = zoneTableReader(fd, header);
     const engine = new ZoneEngine(header.geometry, entry);
     // Conventional entries are not fed to the engine; still refuse a corrupted one.
     for (let z = 0; z < header.geometry.conventionalZones; z++) entry(z);

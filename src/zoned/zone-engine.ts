@@ -38,22 +38,24 @@ export class ZoneEngine {
 
   private readonly cond: Uint8Array;
   private readonly flags: Uint8Array;
+  // Write pointers are kept as sectors from the zone start: a zone is at most 2^31 sectors,
+  // so 4 bytes per value instead of 8 for an absolute sector (12 MB less at a million zones).
   /** Allocated write pointer: where the next write must land. */
-  private readonly wp: Float64Array;
+  private readonly wpOff: Uint32Array;
   /** Durable write pointer: end of the completed, acknowledged prefix. */
-  private readonly durWp: Float64Array;
+  private readonly durOff: Uint32Array;
   /** End of readable data; reads between it and the zone end return zeroes. */
-  private readonly dataEnd: Float64Array;
+  private readonly dataOff: Uint32Array;
 
   private nImpOpen = 0;
   private nExpOpen = 0;
   private nClosed = 0;
 
-  // Doubly linked LRU list of implicitly open zones: head = least recently written.
-  private readonly lruPrev: Int32Array;
-  private readonly lruNext: Int32Array;
-  private lruHead = -1;
-  private lruTail = -1;
+  /**
+   * Implicitly open zones, least recently written first (a Map keeps insertion order). Only
+   * open zones have an entry: per-zone link arrays cost 8 bytes for every zone of the disk.
+   */
+  private readonly lru = new Map<number, true>();
 
   /** In-flight writes per sequential zone, in allocation (= sector) order. */
   private readonly inflight = new Map<number, InflightWrite[]>();
@@ -82,21 +84,19 @@ export class ZoneEngine {
     const n = geo.nrZones;
     this.cond = new Uint8Array(n);
     this.flags = new Uint8Array(n);
-    this.wp = new Float64Array(n);
-    this.durWp = new Float64Array(n);
-    this.dataEnd = new Float64Array(n);
-    this.lruPrev = new Int32Array(n).fill(-1);
-    this.lruNext = new Int32Array(n).fill(-1);
+    this.wpOff = new Uint32Array(n);
+    this.durOff = new Uint32Array(n);
+    this.dataOff = new Uint32Array(n);
     this.dirtyMark = new Uint8Array(n);
     for (let z = 0; z < n; z++) {
-      const start = this.zoneStart(z);
       if (z < geo.conventionalZones) {
         this.cond[z] = ZoneCond.NOT_WP;
-        this.wp[z] = this.durWp[z] = this.dataEnd[z] = start + this.zoneLen(z);
+        this.wpOff[z] = this.durOff[z] = this.dataOff[z] = this.zoneLen(z);
         continue;
       }
+      // Offsets start at 0: an empty zone.
       if (persisted) this.load(z, persisted(z));
-      else { this.cond[z] = ZoneCond.EMPTY; this.wp[z] = this.durWp[z] = this.dataEnd[z] = start; }
+      else this.cond[z] = ZoneCond.EMPTY;
     }
   }
 
@@ -106,8 +106,8 @@ export class ZoneEngine {
     if (problem) throw new ZbdError('EIMAGE', `zone ${z}: ${problem}`, { zone: z, ...p });
     const start = this.zoneStart(z);
     this.flags[z] = p.flags;
-    this.wp[z] = this.durWp[z] = p.wp;
-    this.dataEnd[z] = p.dataEnd;
+    this.wpOff[z] = this.durOff[z] = p.wp - start;
+    this.dataOff[z] = p.dataEnd - start;
     let c: ZoneCond;
     if (p.flags & ZONE_FLAG_OFFLINE) c = ZoneCond.OFFLINE;
     else if (p.flags & ZONE_FLAG_READONLY) c = ZoneCond.READONLY;
@@ -151,15 +151,16 @@ export class ZoneEngine {
   }
   zoneCond(z: number): ZoneCond { return this.cond[z] as ZoneCond; }
   /** Allocated write pointer (where the next write must go). */
-  zoneWp(z: number): number { return this.wp[z]; }
+  zoneWp(z: number): number { return this.zoneStart(z) + this.wpOff[z]; }
   zoneFlags(z: number): number { return this.flags[z]; }
   /** What the backend must persist for zone z. */
   persistedState(z: number): PersistedZoneState {
-    const wp = this.durWp[z];
-    return { wp, dataEnd: Math.min(this.dataEnd[z], wp), flags: this.flags[z] };
+    const start = this.zoneStart(z);
+    const dur = this.durOff[z];
+    return { wp: start + dur, dataEnd: start + Math.min(this.dataOff[z], dur), flags: this.flags[z] };
   }
-  persistedWp(z: number): number { return this.durWp[z]; }
-  persistedDataEnd(z: number): number { return Math.min(this.dataEnd[z], this.durWp[z]); }
+  persistedWp(z: number): number { return this.zoneStart(z) + this.durOff[z]; }
+  persistedDataEnd(z: number): number { return this.zoneStart(z) + Math.min(this.dataOff[z], this.durOff[z]); }
 
   get openZones(): number { return this.nImpOpen + this.nExpOpen; }
   get implicitOpenZones(): number { return this.nImpOpen; }
@@ -198,20 +199,17 @@ export class ZoneEngine {
     this.cond[z] = c;
   }
 
-  private lruAppend(z: number): void {
-    this.lruPrev[z] = this.lruTail;
-    this.lruNext[z] = -1;
-    if (this.lruTail >= 0) this.lruNext[this.lruTail] = z; else this.lruHead = z;
-    this.lruTail = z;
-  }
-  private lruRemove(z: number): void {
-    const p = this.lruPrev[z], n = this.lruNext[z];
-    if (p >= 0) this.lruNext[p] = n; else this.lruHead = n;
-    if (n >= 0) this.lruPrev[n] = p; else this.lruTail = p;
-    this.lruPrev[z] = this.lruNext[z] = -1;
-  }
+  private lruAppend(z: number): void { this.lru.set(z, true); }
+  private lruRemove(z: number): void { this.lru.delete(z); }
+  /** z was written: it becomes the most recently written (re-inserted last). */
   private lruTouch(z: number): void {
-    if (this.lruTail !== z) { this.lruRemove(z); this.lruAppend(z); }
+    this.lru.delete(z);
+    this.lru.set(z, true);
+  }
+  /** Least recently written implicitly open zone, or -1. */
+  private lruHead(): number {
+    for (const z of this.lru.keys()) return z;
+    return -1;
   }
 
   private hasActiveRoom(): boolean {
@@ -226,9 +224,9 @@ export class ZoneEngine {
   private makeOpenRoom(): ZoneResult {
     const m = this.geo.maxOpenZones;
     if (m === 0 || this.nImpOpen + this.nExpOpen < m) return ZoneResult.OK;
-    const victim = this.lruHead;
+    const victim = this.lruHead();
     if (victim < 0) return ZoneResult.OPEN_RESOURCE;
-    this.setCond(victim, this.wp[victim] === this.zoneStart(victim) ? ZoneCond.EMPTY : ZoneCond.CLOSED);
+    this.setCond(victim, this.wpOff[victim] === 0 ? ZoneCond.EMPTY : ZoneCond.CLOSED);
     return ZoneResult.OK;
   }
 
@@ -251,7 +249,7 @@ export class ZoneEngine {
     if (z !== last) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
     if (z < g.conventionalZones) return ZoneResult.OK;
     if (this.cond[z] === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-    const dataSectors = this.dataEnd[z] - sector;
+    const dataSectors = this.zoneStart(z) + this.dataOff[z] - sector;
     this.readDataSectors = dataSectors <= 0 ? 0 : dataSectors >= nsectors ? nsectors : dataSectors;
     return ZoneResult.OK;
   }
@@ -271,7 +269,7 @@ export class ZoneEngine {
     const r = this.checkWritable(z, nsectors);
     if (r !== ZoneResult.OK) return r;
     if (sector + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
-    if (sector !== this.wp[z]) return ZoneResult.UNALIGNED_WP;
+    if (sector !== this.zoneStart(z) + this.wpOff[z]) return ZoneResult.UNALIGNED_WP;
     return this.allocate(z, nsectors, token);
   }
 
@@ -285,7 +283,7 @@ export class ZoneEngine {
     if (z < g.conventionalZones || sector !== this.zoneStart(z)) return ZoneResult.INVALID;
     if (nsectors > g.maxAppendSectors) return ZoneResult.INVALID;
     if (nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
-    this.opSector = this.wp[z];
+    this.opSector = this.zoneStart(z) + this.wpOff[z];
     if (nsectors === 0) return this.emptyRequest(sector, true);
     const r = this.checkWritable(z, nsectors);
     if (r !== ZoneResult.OK) return r;
@@ -304,7 +302,7 @@ export class ZoneEngine {
     const c = this.cond[z];
     if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
     if (this.failedAt.has(z)) return ZoneResult.IO_ERROR;
-    if (this.wp[z] + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
+    if (this.wpOff[z] + nsectors > this.zoneCap(z)) return ZoneResult.INVALID;
     return ZoneResult.OK;
   }
 
@@ -317,11 +315,11 @@ export class ZoneEngine {
     } else if (c === ZoneCond.IMP_OPEN) {
       this.lruTouch(z);
     }
-    const start = this.wp[z];
+    const zoneStart = this.zoneStart(z);
+    const start = zoneStart + this.wpOff[z];
     const end = start + nsectors;
-    this.wp[z] = end;
-    this.dataEnd[z] = end;
-    if (end === this.zoneStart(z) + this.zoneCap(z)) this.setCond(z, ZoneCond.FULL);
+    this.wpOff[z] = this.dataOff[z] = end - zoneStart;
+    if (end === zoneStart + this.zoneCap(z)) this.setCond(z, ZoneCond.FULL);
     let q = this.inflight.get(z);
     if (!q) { q = []; this.inflight.set(z, q); }
     q.push({ start, end, done: false, ok: false, token });
@@ -350,7 +348,7 @@ export class ZoneEngine {
       const w = q.shift() as InflightWrite;
       const good = w.ok && w.start < failAt;
       if (good) {
-        this.durWp[z] = w.end;
+        this.durOff[z] = w.end - this.zoneStart(z);
         this.markDirty(z);
       }
       this.releasedTokens.push(w.token);
@@ -364,15 +362,14 @@ export class ZoneEngine {
 
   /** After a failed write: the zone's write pointer returns to the end of durable data. */
   private rollback(z: number): void {
-    const start = this.zoneStart(z);
-    const wp = this.durWp[z];
-    this.wp[z] = wp;
-    this.dataEnd[z] = wp;
+    const dur = this.durOff[z];
+    this.wpOff[z] = dur;
+    this.dataOff[z] = dur;
     const c = this.cond[z];
     if (c === ZoneCond.FULL || c === ZoneCond.IMP_OPEN || c === ZoneCond.CLOSED) {
       // A zone filled by the failed write is not full any more. It may push the active count
       // over the limit for a moment; later opens then fail until zones are finished or reset.
-      this.setCond(z, wp === start ? ZoneCond.EMPTY : c === ZoneCond.FULL ? ZoneCond.CLOSED : c);
+      this.setCond(z, dur === 0 ? ZoneCond.EMPTY : c === ZoneCond.FULL ? ZoneCond.CLOSED : c);
     }
   }
 
@@ -409,7 +406,7 @@ export class ZoneEngine {
         return ZoneResult.INVALID;
       case ZoneOp.CLOSE:
         if (c === ZoneCond.CLOSED) return ZoneResult.OK;
-        if (isOpenCond(c)) { this.setCond(z, this.wp[z] === start ? ZoneCond.EMPTY : ZoneCond.CLOSED); return ZoneResult.OK; }
+        if (isOpenCond(c)) { this.setCond(z, this.wpOff[z] === 0 ? ZoneCond.EMPTY : ZoneCond.CLOSED); return ZoneResult.OK; }
         return ZoneResult.INVALID;
       case ZoneOp.FINISH: {
         if (c === ZoneCond.FULL) return ZoneResult.OK;
@@ -420,8 +417,8 @@ export class ZoneEngine {
         } else if (!isOpenCond(c) && c !== ZoneCond.CLOSED) {
           return ZoneResult.INVALID;
         }
-        this.dataEnd[z] = this.wp[z];
-        this.wp[z] = this.durWp[z] = start + this.zoneCap(z);
+        this.dataOff[z] = this.wpOff[z];
+        this.wpOff[z] = this.durOff[z] = this.zoneCap(z);
         this.setCond(z, ZoneCond.FULL);
         this.markDirty(z);
         return ZoneResult.OK;
@@ -447,8 +444,7 @@ export class ZoneEngine {
   }
 
   private resetZone(z: number): void {
-    const start = this.zoneStart(z);
-    this.wp[z] = this.durWp[z] = this.dataEnd[z] = start;
+    this.wpOff[z] = this.durOff[z] = this.dataOff[z] = 0;
     this.setCond(z, ZoneCond.EMPTY);
     this.markDirty(z);
   }
@@ -469,7 +465,7 @@ export class ZoneEngine {
       // offline zones with no write pointer; we report the same so host and guest views agree.
       if (c === ZoneCond.NOT_WP || c === ZoneCond.FULL) wp = start + len;
       else if (c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) wp = -1;
-      else wp = this.wp[z];
+      else wp = start + this.wpOff[z];
       if (!sink(start, len, this.zoneCap(z), wp, this.zoneType(z), c)) break;
       n++;
     }
@@ -490,22 +486,23 @@ export class ZoneEngine {
       }
       if (c === ZoneCond.IMP_OPEN) imp++; else if (c === ZoneCond.EXP_OPEN) exp++; else if (c === ZoneCond.CLOSED) closed++;
       const capEnd = start + this.zoneCap(z);
-      if (this.wp[z] < start || this.wp[z] > capEnd) problems.push(`zone ${z}: wp ${this.wp[z]} outside [${start}, ${capEnd}]`);
-      if (this.durWp[z] > this.wp[z]) problems.push(`zone ${z}: durable wp ${this.durWp[z]} above wp ${this.wp[z]}`);
-      if (this.dataEnd[z] > this.wp[z]) problems.push(`zone ${z}: data end above wp`);
-      if (c === ZoneCond.EMPTY && this.wp[z] !== start) problems.push(`zone ${z}: EMPTY with wp ${this.wp[z]}`);
-      if (c === ZoneCond.FULL && this.wp[z] !== capEnd) problems.push(`zone ${z}: FULL with wp ${this.wp[z]}`);
-      if ((c === ZoneCond.CLOSED || c === ZoneCond.IMP_OPEN) && (this.wp[z] === start || this.wp[z] === capEnd)) {
-        problems.push(`zone ${z}: condition ${c} with wp ${this.wp[z]}`);
+      const wp = start + this.wpOff[z], durWp = start + this.durOff[z], dataEnd = start + this.dataOff[z];
+      if (wp > capEnd) problems.push(`zone ${z}: wp ${wp} outside [${start}, ${capEnd}]`);
+      if (durWp > wp) problems.push(`zone ${z}: durable wp ${durWp} above wp ${wp}`);
+      if (dataEnd > wp) problems.push(`zone ${z}: data end above wp`);
+      if (c === ZoneCond.EMPTY && wp !== start) problems.push(`zone ${z}: EMPTY with wp ${wp}`);
+      if (c === ZoneCond.FULL && wp !== capEnd) problems.push(`zone ${z}: FULL with wp ${wp}`);
+      if ((c === ZoneCond.CLOSED || c === ZoneCond.IMP_OPEN) && (wp === start || wp === capEnd)) {
+        problems.push(`zone ${z}: condition ${c} with wp ${wp}`);
       }
     }
     if (imp !== this.nImpOpen || exp !== this.nExpOpen || closed !== this.nClosed) {
       problems.push(`counters imp ${this.nImpOpen}/${imp} exp ${this.nExpOpen}/${exp} closed ${this.nClosed}/${closed}`);
     }
     let lruCount = 0;
-    for (let z = this.lruHead; z >= 0; z = this.lruNext[z]) {
+    for (const z of this.lru.keys()) {
       if (this.cond[z] !== ZoneCond.IMP_OPEN) problems.push(`zone ${z} in the implicit-open list in condition ${this.cond[z]}`);
-      if (++lruCount > g.nrZones) { problems.push('implicit-open list loops'); break; }
+      lruCount++;
     }
     if (lruCount !== this.nImpOpen) problems.push(`implicit-open list has ${lruCount} zones, counter ${this.nImpOpen}`);
     if (g.maxOpenZones && this.nImpOpen + this.nExpOpen > g.maxOpenZones) problems.push(`open zones ${this.nImpOpen + this.nExpOpen} > max ${g.maxOpenZones}`);
