@@ -139,7 +139,7 @@ export class HostDeviceBackend implements Backend {
     const model = opts.model ?? 'hm';
     const exclusive = opts.exclusive ?? true;
     if (!exclusive && !opts.readOnly) throw new ZbdError('EARG', 'a host device opened for writing must be opened exclusively', devPath);
-    let readOnly = !!opts.readOnly;
+    const readOnly = !!opts.readOnly;
     let fd = openDevice(devPath, readOnly, exclusive);
     try {
       const facts = probeHostDevice(devPath, fd);
@@ -162,7 +162,6 @@ export class HostDeviceBackend implements Backend {
       if (facts.capacitySectors === 0 || facts.capacitySectors % (bs / SECTOR_SIZE) !== 0) {
         throw new ZbdError('EDEVICE', `${devPath}: capacity ${facts.capacitySectors} sectors is not a positive number of ${bs}-byte blocks`, facts.capacitySectors);
       }
-      readOnly = readOnly || facts.readOnly;
       const info: BackendInfo = {
         capacitySectors: facts.capacitySectors,
         blockSize: bs,
