@@ -24,6 +24,11 @@ export class EmulatedBackend implements Backend {
   private fatal: Error | null = null;
   private readonly idleWaiters: (() => void)[] = [];
   private closed = false;
+  /** Writes released by the engine whose zone state is persisted, and they acknowledged, in one go per turn. */
+  private ackTokens: unknown[] = [];
+  private ackResults: ZoneResult[] = [];
+  private ackScheduled = false;
+  private readonly ackFn = (): void => this.persistAndAcknowledge();
 
   constructor(engine: ZoneEngine, storage: Storage, opts: EmulatedBackendOptions) {
     const g = engine.geo;
@@ -114,13 +119,30 @@ export class EmulatedBackend implements Backend {
   private complete(zone: number, sector: number, ok: boolean): void {
     const e = this.engine;
     e.completeWrite(zone, sector, ok);
-    // Persist before acknowledging: an acknowledged write is always below the stored wp.
-    const persisted = this.persistDirty();
     const tokens = e.releasedTokens, results = e.releasedResults;
+    for (let i = 0; i < tokens.length; i++) {
+      this.ackTokens.push(tokens[i]);
+      this.ackResults.push(results[i]);
+    }
+    // Persist before acknowledging: an acknowledged write is always below the stored wp.
+    // Writes that complete in the same turn (a kick's worth) share one zone table write per
+    // zone instead of one each. Queued before any waiter woken below can run.
+    if (!this.ackScheduled && this.ackTokens.length > 0) {
+      this.ackScheduled = true;
+      queueMicrotask(this.ackFn);
+    }
+    if (e.zoneIdle(zone)) this.wakeIdle();
+  }
+
+  private persistAndAcknowledge(): void {
+    this.ackScheduled = false;
+    const persisted = this.persistDirty();
+    const tokens = this.ackTokens, results = this.ackResults;
+    this.ackTokens = [];
+    this.ackResults = [];
     for (let i = 0; i < tokens.length; i++) {
       (tokens[i] as Resolver)(persisted ? results[i] : ZoneResult.IO_ERROR);
     }
-    if (e.zoneIdle(zone)) this.wakeIdle();
   }
 
   private persistDirty(): boolean {

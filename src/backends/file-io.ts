@@ -22,25 +22,99 @@ export interface FileIo {
   write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void;
 }
 
+/** Most views one preadv/pwritev takes (Linux IOV_MAX). */
+const IOV_MAX = 1024;
+
+interface SyncOp { write: boolean; fd: number; iov: IoVec; pos: number; len: number; cb: IoCallback }
+
 /**
- * Synchronous preadv/pwritev on the calling thread, for files on memory-backed filesystems
- * (tmpfs, ramfs). Their reads and writes never wait for a device: the copy is the whole job,
- * and handing it to another thread (thread pool, or io-wq, since tmpfs cannot do
- * non-blocking reads) costs more than the copy itself. Writes to one file are serialised by
- * the kernel's inode lock anyway, so no parallelism is lost.
+ * preadv/pwritev on the calling thread, for files on memory-backed filesystems (tmpfs,
+ * ramfs). Their reads and writes never wait for a device: the copy is the whole job, and
+ * handing it to another thread (thread pool, or io-wq, since tmpfs cannot do non-blocking
+ * reads) costs more than the copy itself. Writes to one file are serialised by the kernel's
+ * inode lock anyway, so no parallelism is lost.
+ *
+ * Requests of one turn (a kick's worth) run together at its end: requests that continue
+ * each other exactly (an append stream's neighbours in a zone, a sequential writer) become
+ * one system call. Requests are only reordered to do so when none of them overlaps another;
+ * callbacks run in request order.
  */
 class SyncFileIo implements FileIo {
   readonly kind = 'sync' as const;
-  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
-    let n: number;
-    try { n = fs.readvSync(fd, iov as Uint8Array[], pos); } catch (err) { cb(err as Error, 0); return; }
-    cb(null, n);
+  private ops: SyncOp[] = [];
+  private scheduled = false;
+  private readonly flushFn = (): void => this.flush();
+
+  read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void { this.add(false, fd, iov, pos, cb); }
+  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void { this.add(true, fd, iov, pos, cb); }
+
+  private add(write: boolean, fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
+    let len = 0;
+    for (let i = 0; i < iov.length; i++) len += iov[i].byteLength;
+    this.ops.push({ write, fd, iov, pos, len, cb });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(this.flushFn);
+    }
   }
-  write(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
-    let n: number;
-    try { n = fs.writevSync(fd, iov as Uint8Array[], pos); } catch (err) { cb(err as Error, 0); return; }
-    cb(null, n);
+
+  private flush(): void {
+    this.scheduled = false;
+    const ops = this.ops;
+    this.ops = [];
+    const done = new Array<number>(ops.length);
+    const errs: Array<Error | null> = new Array<Error | null>(ops.length).fill(null);
+    const order = ops.length > 1 ? mergeOrder(ops) : [0];
+    for (let i = 0; i < order.length;) {
+      // A run: ops that start exactly where the previous one ended, same file and direction.
+      const a = ops[order[i]];
+      let j = i + 1, end = a.pos + a.len, views = a.iov.length;
+      while (j < order.length) {
+        const b = ops[order[j]];
+        if (b.fd !== a.fd || b.write !== a.write || b.pos !== end || views + b.iov.length > IOV_MAX) break;
+        end += b.len;
+        views += b.iov.length;
+        j++;
+      }
+      let iov: IoVec = a.iov;
+      if (j > i + 1) {
+        const all: Uint8Array[] = [];
+        for (let k = i; k < j; k++) { const v = ops[order[k]].iov; for (let m = 0; m < v.length; m++) all.push(v[m]); }
+        iov = all;
+      }
+      let n = 0;
+      let err: Error | null = null;
+      try {
+        n = a.write ? fs.writevSync(a.fd, iov as Uint8Array[], a.pos) : fs.readvSync(a.fd, iov as Uint8Array[], a.pos);
+      } catch (e) {
+        err = e as Error;
+      }
+      // A short transfer ends inside one request: those before it are whole, those after it got nothing.
+      for (let k = i; k < j; k++) {
+        const op = order[k];
+        errs[op] = err;
+        const mine = Math.min(Math.max(n, 0), ops[op].len);
+        done[op] = mine;
+        n -= mine;
+      }
+      i = j;
+    }
+    for (let k = 0; k < ops.length; k++) ops[k].cb(errs[k], errs[k] ? 0 : done[k]);
   }
+}
+
+/**
+ * The order to run ops in: by file and position when no two of them overlap (then no order
+ * between them is observable), else as they came.
+ */
+function mergeOrder(ops: readonly SyncOp[]): number[] {
+  const idx = ops.map((_, i) => i);
+  const sorted = [...idx].sort((x, y) => (ops[x].fd - ops[y].fd) || (ops[x].pos - ops[y].pos) || (x - y));
+  for (let k = 1; k < sorted.length; k++) {
+    const p = ops[sorted[k - 1]], q = ops[sorted[k]];
+    if (p.fd === q.fd && q.pos < p.pos + p.len) return idx;
+  }
+  return sorted;
 }
 
 class ThreadPoolFileIo implements FileIo {

@@ -64,6 +64,7 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
     sweepDepths: [1, 2, 4, 8, 16, 32, 64],
     mqQueues: [1, 2, 4],
     reportZones: quick ? 10_000 : 100_000,
+    streamZoneBytes: 256 << 20,
     imageZones: quick ? 100_000 : 1_000_000,
     qsdAio: a.qsdAio,
     oursNodeArgs: a.daemonNodeArgs ? a.daemonNodeArgs.split(/\s+/).filter(Boolean) : undefined,

@@ -31,7 +31,7 @@ export function resultTable(r: SuiteResult): Table {
     const cpuPerIo = x.daemonCpuS >= 0 && x.iops > 0 ? x.daemonCpuS / (x.iops * x.seconds) * 1e6 : NaN;
     const rt = ratio(r, x);
     return [
-      x.workload.title + (report && x.workload.id === 'report' ? ` (${fmtInt(r.reportZones)} zones)` : ''),
+      (x.note ?? x.workload.title) + (report && x.workload.id === 'report' ? ` (${fmtInt(r.reportZones)} zones)` : ''),
       x.daemon + (x.errors ? ` (${x.errors} errors)` : ''),
       fmtInt(x.iops), report ? '-' : fmt(x.mbps), fmt(x.p50Us, 1), fmt(x.p99Us, 1),
       fmt(x.daemonCpuS, 2), fmt(cpuPerIo, 1), fmt(x.genCpuS, 2), Number.isFinite(rt) ? `${rt.toFixed(2)}×` : '',
@@ -53,7 +53,7 @@ export function verdicts(r: SuiteResult): Verdict[] {
     const mean = rr1q.iops / rr1o.iops;
     v.push({ name: '4K random read QD1, ours/QSD latency (p50; mean from IOPS)', value: `${x.toFixed(2)}× (mean ${mean.toFixed(2)}×)`, target: '≤ 1.1×', met: x <= 1.1 });
   }
-  const ap = find(r, 'append-128k-qd32', 'ours'), fio = find(r, 'fio-seqwrite-128k-fresh', 'fio');
+  const ap = find(r, 'append-128k-qd32', 'ours'), fio = find(r, 'append-128k-qd32', 'fio');
   if (ap && fio) {
     const x = ap.mbps / fio.mbps;
     v.push({ name: '128K zone append MB/s / fio 128K sequential write (into holes) MB/s', value: `${x.toFixed(2)}×`, target: '≥ 0.9×', met: x >= 0.9 });

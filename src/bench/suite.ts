@@ -33,6 +33,8 @@ export interface SuiteOptions {
   mqQueues: readonly number[];
   /** Zones per report request, and zones of the report image. */
   reportZones: number;
+  /** Zone size of the zoned image: big enough that an append stream does not fill a zone within a run. */
+  streamZoneBytes: number;
   imageZones: number;
   qsdAio?: 'threads' | 'io_uring';
   oursNodeArgs?: string[];
@@ -51,12 +53,16 @@ export interface Workload {
   qd: number;
   queues: number;
   target: 'raw' | 'zoned' | 'report';
+  /** Zone workloads: reset a zone after this many bytes (default: when it is full). */
+  reuseBytes?: number;
 }
 
 /** One row of the result table (medians over the repetitions). */
 export interface Row {
   workload: Workload;
   daemon: DaemonKind | 'fio' | 'qsd null-co';
+  /** What this row measured when it is not the workload itself (fio's stand-in job). */
+  note?: string;
   runs: number;
   iops: number;
   mbps: number;
@@ -84,9 +90,14 @@ export interface SuiteResult {
 }
 
 const KiB = 1024, MiB = 1024 * KiB;
-/** Zoned streams: 8 zones of 256 MiB (a zone fills in ~0.1 s at 2.5 GB/s, then it is reset). */
+/**
+ * Zoned streams use 8 zones of 256 MiB (an SMR disk's zone size). A full zone is reset
+ * (which frees its space) and written again, so a stream keeps about 2 GiB of pages in use
+ * and every write lands in a freshly allocated page, as it does on any emulated zone.
+ */
 const STREAM_ZONES = 8;
-const STREAM_ZONE_BYTES = 256 * MiB;
+/** fio's write-into-holes ceiling covers this much of the zoned image per pass. */
+const FIO_FRESH_MAX = 2048 * MiB;
 const REPORT_ZONE_BYTES = 64 * KiB;
 
 export function workloads(o: Pick<SuiteOptions, 'groups' | 'sweepDepths' | 'mqQueues'>): Workload[] {
@@ -125,10 +136,10 @@ const median = (v: number[]): number => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function summarize(workload: Workload, daemon: Row['daemon'], runs: LoadResult[]): Row {
+function summarize(workload: Workload, daemon: Row['daemon'], runs: LoadResult[], note?: string): Row {
   const m = (f: (r: LoadResult) => number): number => median(runs.map(f));
   return {
-    workload, daemon, runs: runs.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
+    workload, daemon, note, runs: runs.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
     p99Us: m((r) => r.p99Us), daemonCpuS: m((r) => r.daemonCpuS), genCpuS: m((r) => r.genCpuS), seconds: m((r) => r.seconds),
     errors: runs.reduce((a, r) => a + r.errors, 0), firstError: runs.find((r) => r.firstError)?.firstError ?? null,
   };
@@ -172,9 +183,20 @@ interface Target {
   span: number;
   zones?: LoadJob['zones'];
   reportZones?: number;
+  /** fio's counterpart of a workload, run in the same rotation as the daemons (null: none). */
+  fio?: (w: Workload) => { job: FioJob; note?: string } | null;
 }
 
-export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
+/** fio's result in the load generator's terms, so rows summarize alike. */
+function fioAsLoad(r: FioResult): LoadResult {
+  return {
+    ops: r.iops * r.seconds, bytes: r.mbps * 1e6 * r.seconds, seconds: r.seconds, iops: r.iops, mbps: r.mbps, p50Us: r.p50Us,
+    p99Us: r.p99Us, meanUs: NaN, errors: 0, firstError: null, genCpuS: NaN, daemonCpuS: r.cpuS, kicks: 0, sleeps: 0, zoneResets: 0,
+  };
+}
+
+export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
+  const o = opts.fio && opts.backend === 'file' && !fioAvailable() ? { ...opts, fio: false } : opts;
   const log = o.log;
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
@@ -192,7 +214,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
 
   const baseJob = (w: Workload, t: Target, socket: string, pid: number): LoadJob => ({
     socket, daemonPid: pid, op: w.op, bs: w.bs, qd: w.qd, queues: w.queues, queueSize: o.queueSize,
-    offset: t.offset, span: t.span, zones: t.zones, reportZones: t.reportZones,
+    offset: t.offset, span: t.span, reportZones: t.reportZones,
+    zones: t.zones && w.reuseBytes ? { ...t.zones, capSectors: Math.min(t.zones.capSectors, w.reuseBytes / 512) } : t.zones,
     warmupMs: o.warmupMs, durationMs: o.durationMs, spinUs: o.spinUs,
   });
 
@@ -218,19 +241,29 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
         memory = { zones: target.reportZones ? o.imageZones : 0, afterStart: processMemory(pid), afterReports: processMemory(pid) };
       }
       for (const w of ws) {
-        const ds = daemonsFor(w);
-        const results = new Map<DaemonKind, LoadResult[]>(ds.map((d) => [d, []]));
+        type Runner = DaemonKind | 'fio';
+        const fio = o.fio && o.groups.includes('fio') ? target.fio?.(w) ?? null : null;
+        const ds: Runner[] = [...daemonsFor(w), ...(fio ? ['fio' as const] : [])];
+        const results = new Map<Runner, LoadResult[]>(ds.map((d) => [d, []]));
         for (let rep = 0; rep < o.reps; rep++) {
-          // A B A B ...: the order flips every repetition so neither daemon always runs first.
+          // A B A B ...: the order flips every repetition so neither runs first every time,
+          // and all of them see the same (possibly changing) machine load.
           const order = rep % 2 === 0 ? ds : [...ds].reverse();
           for (const kind of order) {
-            const d = running.get(kind)!;
-            const r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
+            let r: LoadResult;
+            if (kind === 'fio') {
+              const f = runFioJob((fio as { job: FioJob }).job);
+              note(f.command);
+              r = fioAsLoad(f);
+            } else {
+              const d = running.get(kind)!;
+              r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
+            }
             results.get(kind)!.push(r);
-            log.info({ workload: w.id, daemon: kind, rep, iops: Math.round(r.iops), p50Us: +r.p50Us.toFixed(1), errors: r.errors }, 'run');
+            log.info({ workload: w.id, daemon: kind, rep, iops: Math.round(r.iops), mbps: Math.round(r.mbps), p50Us: +r.p50Us.toFixed(1), errors: r.errors }, 'run');
           }
         }
-        for (const kind of ds) rows.push(summarize(w, kind, results.get(kind)!));
+        for (const kind of ds) rows.push(summarize(w, kind, results.get(kind)!, kind === 'fio' ? fio?.note : undefined));
       }
       if (target.reportZones && running.has('ours') && memory) {
         memory.afterReports = processMemory(running.get('ours')!.pid);
@@ -243,7 +276,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   if (memoryMode) {
     // One RAM disk for everything: conventional zones for the regular workloads, sequential
     // zones behind them for the zoned ones.
-    const zoneBytes = 16 * MiB, conv = Math.ceil(o.fileSize / zoneBytes);
+    const zoneBytes = Math.min(o.streamZoneBytes, 16 * MiB), conv = Math.ceil(o.fileSize / zoneBytes);
     const nz = conv + STREAM_ZONES + 64;
     const t: Target = {
       spec: { memory: { size: String(nz * zoneBytes), zoneSize: String(zoneBytes), conventional: conv } },
@@ -255,25 +288,37 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   } else {
     const raw = path.join(o.dir, 'raw.img');
     const rawWs = list.filter((w) => w.target === 'raw');
-    if (rawWs.length > 0 || (o.fio && o.groups.includes('fio'))) {
+    if (rawWs.length > 0) {
       log.info({ file: raw, bytes: o.fileSize }, 'preparing the raw file');
       prepareRawFile(raw, o.fileSize);
     }
-    await runOn(rawWs, { spec: { image: raw, model: 'none' }, offset: 0, span: o.fileSize });
+    await runOn(rawWs, {
+      spec: { image: raw, model: 'none' }, offset: 0, span: o.fileSize,
+      fio: (w) => (w.group !== 'main' ? null : {
+        job: { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: o.durationMs },
+      }),
+    });
 
     const zonedWs = list.filter((w) => w.target === 'zoned');
     const zimg = path.join(o.dir, 'zoned.img');
     let zonedHeader: ReturnType<typeof createImage> | null = null;
-    if (zonedWs.length > 0 || (o.fio && o.groups.includes('fio'))) {
+    if (zonedWs.length > 0) {
       zonedHeader = createImage(zimg, {
-        capacitySectors: 2 * STREAM_ZONES * STREAM_ZONE_BYTES / 512, zoneSectors: STREAM_ZONE_BYTES / 512,
+        capacitySectors: 2 * STREAM_ZONES * o.streamZoneBytes / 512, zoneSectors: o.streamZoneBytes / 512,
         conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
       });
-      note(`vhost-user-zbd create ${zimg} --size ${2 * STREAM_ZONES * STREAM_ZONE_BYTES / MiB}M --zone-size ${STREAM_ZONE_BYTES / MiB}M --force`);
+      note(`vhost-user-zbd create ${zimg} --size ${2 * STREAM_ZONES * o.streamZoneBytes / MiB}M --zone-size ${o.streamZoneBytes / MiB}M --force`);
     }
+    // fio writes into holes of zones the daemon does not use (8 and up): the same file, the
+    // same kind of fresh pages as an append stream into reset zones.
+    const fioSpan = Math.min(FIO_FRESH_MAX, STREAM_ZONES * o.streamZoneBytes);
     await runOn(zonedWs, {
       spec: { image: zimg, model: 'hm' }, offset: 0, span: 0,
-      zones: { first: 0, count: STREAM_ZONES, zoneSectors: STREAM_ZONE_BYTES / 512, capSectors: STREAM_ZONE_BYTES / 512 },
+      zones: { first: 0, count: STREAM_ZONES, zoneSectors: o.streamZoneBytes / 512, capSectors: o.streamZoneBytes / 512 },
+      fio: (w) => (w.id !== 'append-128k-qd32' || !zonedHeader ? null : {
+        job: { file: zimg, rw: 'write', bs: w.bs, iodepth: w.qd, offset: zonedHeader.dataOffset + STREAM_ZONES * o.streamZoneBytes, size: fioSpan, durationMs: o.durationMs, fresh: true },
+        note: `fio: 128K sequential write QD32 into holes (${fioSpan / MiB} MiB of the same image)`,
+      }),
     });
 
     const reportWs = list.filter((w) => w.target === 'report');
@@ -302,28 +347,6 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
       }
     }
 
-    if (o.fio && o.groups.includes('fio') && fioAvailable()) {
-      const fioRow = (w: Workload, j: FioJob): void => {
-        const results: FioResult[] = [];
-        for (let rep = 0; rep < Math.min(o.reps, 2); rep++) results.push(runFioJob(j));
-        note(results[0].command);
-        const m = (f: (r: FioResult) => number): number => median(results.map(f));
-        rows.push({
-          workload: w, daemon: 'fio', runs: results.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
-          p99Us: m((r) => r.p99Us), daemonCpuS: m((r) => r.cpuS), genCpuS: NaN, seconds: m((r) => r.seconds), errors: 0, firstError: null,
-        });
-        log.info({ workload: w.id, daemon: 'fio', iops: Math.round(m((r) => r.iops)) }, 'fio');
-      };
-      const d = o.durationMs;
-      for (const w of workloads({ groups: ['main'], sweepDepths: [], mqQueues: [] })) {
-        fioRow(w, { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: d });
-      }
-      if (zonedHeader) {
-        const span = STREAM_ZONES * STREAM_ZONE_BYTES;
-        const w: Workload = { id: 'fio-seqwrite-128k-fresh', title: `128K sequential write QD32 into holes (${STREAM_ZONES} zones' range)`, group: 'fio', op: 'seqwrite', bs: 128 * KiB, qd: 32, queues: 1, target: 'zoned' };
-        fioRow(w, { file: zimg, rw: 'write', bs: 128 * KiB, iodepth: 32, offset: zonedHeader.dataOffset, size: span, durationMs: d, fresh: true });
-      }
-    }
     fs.rmSync(zimg, { force: true });
   }
   return {

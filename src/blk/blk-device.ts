@@ -259,14 +259,14 @@ export class BlkDevice implements VirtioDevice {
       return;
     }
     if (this.backend.info.readOnly) { this.complete(queue, chain, STATUS.IOERR, 1); return; }
-    this.backend.write(sector, this.writeData(chain))
-      .then((r) => this.durable(r))
-      .then((r) => this.done(queue, chain, r, 1, REQ.OUT, sector), (e) => this.fail(queue, chain, e, REQ.OUT, sector));
-  }
-
-  /** Write-through mode (cache disabled by the guest): completed means durable. */
-  private durable(r: ZoneResult): ZoneResult | Promise<ZoneResult> {
-    return r === ZoneResult.OK && !this.writeback ? this.backend.flush() : r;
+    this.backend.write(sector, this.writeData(chain)).then((r) => {
+      // Write-through mode (cache disabled by the guest): completed means durable.
+      if (r === ZoneResult.OK && !this.writeback) {
+        this.backend.flush().then((f) => this.done(queue, chain, f, 1, REQ.OUT, sector), (e) => this.fail(queue, chain, e, REQ.OUT, sector));
+      } else {
+        this.done(queue, chain, r, 1, REQ.OUT, sector);
+      }
+    }, (e) => this.fail(queue, chain, e, REQ.OUT, sector));
   }
 
   private doAppend(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
@@ -278,15 +278,32 @@ export class BlkDevice implements VirtioDevice {
       this.reject(queue, chain, STATUS.IOERR, 'malformed zone append', { sector, data: len, writable: chain.writableBytes });
       return;
     }
-    this.backend.append(sector, this.writeData(chain)).then(async (a) => {
-      const r = await this.durable(a.result);
-      if (r === ZoneResult.OK) {
+    this.backend.append(sector, this.writeData(chain)).then((a) => {
+      if (a.result === ZoneResult.OK && !this.writeback) {
+        this.backend.flush().then((r) => this.appended(queue, chain, r, a.sector, tail, sector),
+          (e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
+      } else {
+        this.appended(queue, chain, a.result, a.sector, tail, sector);
+      }
+    }, (e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
+  }
+
+  /** Completes a zone append: on success the sector it landed at goes first in the tail (le64). */
+  private appended(queue: VirtQueueHandle, chain: DescChain, r: ZoneResult, at: number, tail: number, sector: number): void {
+    if (r === ZoneResult.OK) {
+      const w = chain.writable[0];
+      if (w.byteLength >= 8) {
+        const lo = at % 0x1_0000_0000, hi = Math.floor(at / 0x1_0000_0000);
+        w[0] = lo & 0xff; w[1] = (lo >>> 8) & 0xff; w[2] = (lo >>> 16) & 0xff; w[3] = lo >>> 24;
+        w[4] = hi & 0xff; w[5] = (hi >>> 8) & 0xff; w[6] = (hi >>> 16) & 0xff; w[7] = hi >>> 24;
+      } else {
+        // The tail is split over descriptors: assemble it, then scatter.
         const le = new Uint8Array(8);
-        new DataView(le.buffer).setBigUint64(0, BigInt(a.sector), true);
+        setU64(new DataView(le.buffer), 0, at);
         iovWrite(chain.writable, 0, le);
       }
-      this.done(queue, chain, r, tail, REQ.ZONE_APPEND, sector);
-    }).catch((e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
+    }
+    this.done(queue, chain, r, tail, REQ.ZONE_APPEND, sector);
   }
 
   private doReport(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
