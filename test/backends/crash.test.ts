@@ -11,14 +11,25 @@ import { createImage, openImage } from '../../src/backends/file-backend.js';
 import { ZoneCond, ZoneResult } from '../../src/zoned/types.js';
 
 const CYCLES = Number(process.env.CRASH_CYCLES ?? 200);
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-crash-'));
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+const dirs: string[] = [];
+afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: true }); });
+
+/**
+ * Every file I/O engine has its own completion and persistence path: io_uring on a disk
+ * filesystem, synchronous batched I/O on tmpfs, the thread pool where io_uring is refused.
+ */
+const ENGINES = [
+  { name: 'disk filesystem, io_uring', base: os.tmpdir(), env: {}, cycles: CYCLES },
+  { name: 'tmpfs, synchronous batched I/O', base: '/dev/shm', env: {}, cycles: CYCLES },
+  { name: 'thread pool', base: os.tmpdir(), env: { VHOST_USER_ZBD_IO: 'threads' }, cycles: Math.ceil(CYCLES / 2) },
+];
 
 interface Op { id: number; kind: string; zone: number; sector: number; n: number; done: boolean; result: number }
 
-function runChild(image: string, seed: number, firstId: number, killAfterMs: number): Promise<Op[]> {
+function runChild(image: string, seed: number, firstId: number, killAfterMs: number, env: Record<string, string>): Promise<Op[]> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(__dirname, 'crash-child.mjs'), image, String(seed), String(firstId)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(__dirname, 'crash-child.mjs'), image, String(seed), String(firstId)],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
     const ops = new Map<number, Op>();
     let buf = '';
     let stderr = '';
@@ -49,8 +60,10 @@ function runChild(image: string, seed: number, firstId: number, killAfterMs: num
   });
 }
 
-describe('file emulation survives kill -9', () => {
+describe.each(ENGINES)('file emulation survives kill -9 ($name)', ({ name, base, env, cycles: CYCLES }) => {
   it(`keeps every acknowledged write over ${CYCLES} SIGKILL cycles`, async () => {
+    const dir = fs.mkdtempSync(path.join(base, 'vuzbd-crash-'));
+    dirs.push(dir);
     const image = path.join(dir, 'crash.img');
     // Small zones so zones fill, finish and reset often; limits force implicit closes.
     createImage(image, { capacitySectors: 64 * 2048, zoneSectors: 2048, conventionalZones: 2, blockSize: 4096, maxOpenZones: 6, maxActiveZones: 10, zoneCapacitySectors: 1536 });
@@ -62,7 +75,7 @@ describe('file emulation survives kill -9', () => {
     let acknowledged = 0;
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       seed = (seed * 48271 + cycle) % 2147483647;
-      const ops = await runChild(image, seed, nextId, 5 + (seed % 60));
+      const ops = await runChild(image, seed, nextId, 5 + (seed % 60), env);
       nextId += ops.length + 1000;
       const { backend } = openImage(image);
       try {
@@ -116,6 +129,6 @@ describe('file emulation survives kill -9', () => {
       }
     }
     expect(acknowledged).toBeGreaterThan(CYCLES);
-    console.log(`crash test: ${CYCLES} SIGKILL cycles, ${acknowledged} acknowledged writes/appends verified (${seedInfo})`);
+    console.log(`crash test (${name}): ${CYCLES} SIGKILL cycles, ${acknowledged} acknowledged writes/appends verified (${seedInfo})`);
   }, 600_000);
 });
