@@ -103,7 +103,10 @@ export async function startDaemon(spec: DaemonSpec): Promise<RunningDaemon> {
   return {
     spec,
     pid: child.pid as number,
-    command: [cmd === process.execPath ? 'node' : cmd, ...args].map(quote).join(' '),
+    // As a user would type it: the installed command for ours, with any node flags in front.
+    command: (cmd === process.execPath
+      ? [...(spec.nodeArgs?.length ? ['node', ...spec.nodeArgs, '$(which vhost-user-zbd)'] : ['vhost-user-zbd']), ...args.slice(args.indexOf('serve'))]
+      : [cmd, ...args]).map((a) => (a.startsWith('$(') ? a : quote(a))).join(' '),
     async stop() {
       child.kill('SIGTERM');
       const t = setTimeout(() => child.kill('SIGKILL'), 10_000);

@@ -305,6 +305,26 @@ export function runLoad(job: LoadJob): LoadResult {
     idleSince = 0;
   }
   if (inflight > 0) throw new Error(`${inflight} requests still in flight ${DRAIN_LIMIT_MS} ms after the run`);
+  if (zoneOp) {
+    // Leave the zones empty: their pages go back to the system before whatever runs next
+    // (fio's ceiling runs in between, and fresh-page costs depend on free memory).
+    const ring = fe.rings[0];
+    for (let z = 0; z < nz; z++) {
+      zoneState[z] = Z_DRAINING;
+      zoneRr[0] = z;
+      // Queue 0 owns zone z only with one queue; with more, any queue may reset any zone now.
+      if (!fill(0, 0, performance.now())) continue;
+      if (ring.publish()) writeCounter(fe.kickFds[0], 1);
+      const deadline = performance.now() + DRAIN_LIMIT_MS;
+      while (ring.usedIdx() === ring.lastUsed) {
+        if (performance.now() > deadline) throw new Error(`zone ${z} reset after the run did not complete`);
+      }
+      memoryBarrier();
+      ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
+      inflight--;
+      ring.armUsedEvent(ring.lastUsed);
+    }
+  }
   fe.stop();
   mem.close();
   const seconds = (t1 - t0) / 1000;
