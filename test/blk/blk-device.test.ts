@@ -28,9 +28,19 @@ async function start(opts: { ackZoned?: boolean } = {}): Promise<Setup> {
   const log = pino({ level: 'silent' });
   const inner = createMemoryBackend({ capacitySectors: 16 * ZS, zoneSectors: ZS, zoneCapacitySectors: ZS - 256,
     conventionalZones: 2, blockSize: 4096, maxOpenZones: 4, maxActiveZones: 6 }, { logger: log });
-  // Count flushes to observe write-through.
-  const backend = Object.assign(Object.create(inner) as Backend, { flushes: 0 }) as Backend & { flushes: number };
-  backend.flush = () => { backend.flushes++; return inner.flush(); };
+  // Forward every call to the real backend (its methods keep their own `this`), counting
+  // flushes to observe write-through.
+  const backend: Backend & { flushes: number } = {
+    flushes: 0,
+    info: inner.info,
+    read: (s, iov) => inner.read(s, iov),
+    write: (s, iov) => inner.write(s, iov),
+    append: (s, iov) => inner.append(s, iov),
+    flush: () => { backend.flushes++; return inner.flush(); },
+    reportZones: (s, n, sink) => inner.reportZones(s, n, sink),
+    zoneMgmt: (op, s) => inner.zoneMgmt(op, s),
+    close: () => inner.close(),
+  };
   const device = new BlkDevice({ backend, numQueues: 1, maxQueueSize: 256, logger: log });
   const server = new VhostUserServer({ socketPath: path.join(dir, 's'), device, logger: log });
   server.listen();
