@@ -29,6 +29,7 @@ export interface BenchArgs {
   qsdAio?: 'threads' | 'io_uring';
   daemonNodeArgs?: string;
   daemonEnv?: string;
+  oursRoot?: string;
   filter?: string;
   json?: string;
   markdown?: string;
@@ -74,6 +75,7 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
       return [kv.slice(0, i), kv.slice(i + 1)];
     })) : undefined,
     filter: a.filter ? new RegExp(a.filter) : undefined,
+    oursRoot: a.oursRoot ? path.resolve(a.oursRoot) : undefined,
   };
 }
 
@@ -116,6 +118,7 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
     .option('qsd-aio', { choices: ['threads', 'io_uring'] as const, describe: "QSD file AIO mode (default: QSD's default, threads)" })
     .option('daemon-node-args', { type: 'string', describe: "node flags for our daemon, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'" })
     .option('daemon-env', { type: 'string', describe: 'extra environment for our daemon, e.g. UV_THREADPOOL_SIZE=2' })
+    .option('ours-root', { type: 'string', describe: 'run the daemon of another vhost-user-zbd checkout as "ours" (before/after comparisons)' })
     .option('filter', { type: 'string', describe: 'only workloads whose id matches this regular expression (e.g. randread-4k-qd1$)' })
     .option('json', { type: 'string', describe: 'write all results as JSON' })
     .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
@@ -124,5 +127,5 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
 (a) => done(bench({
   quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
   queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
-  daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], filter: a.filter, json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
+  daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
 }, o)));

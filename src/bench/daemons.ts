@@ -26,6 +26,8 @@ export interface DaemonSpec {
   nodeArgs?: string[];
   /** Extra environment for the daemon. */
   env?: Record<string, string>;
+  /** ours: run the daemon of another checkout (its bin/vhost-user-zbd.js), e.g. an older build. */
+  root?: string;
 }
 
 export interface RunningDaemon {
@@ -58,7 +60,7 @@ export function daemonCommand(spec: DaemonSpec): { cmd: string; args: string[] }
         `type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path=${spec.socket},writable=on,num-queues=${spec.queues}`],
     };
   }
-  const args = [...(spec.nodeArgs ?? []), path.join(packageRoot(), 'bin', 'vhost-user-zbd.js'), 'serve', '--socket', spec.socket,
+  const args = [...(spec.nodeArgs ?? []), path.join(spec.root ?? packageRoot(), 'bin', 'vhost-user-zbd.js'), 'serve', '--socket', spec.socket,
     '--queues', String(spec.queues), '--log-level', 'warn', '--no-hints'];
   if (spec.memory) {
     args.push('--memory', '--size', spec.memory.size, '--zone-size', spec.memory.zoneSize, '--conventional', String(spec.memory.conventional));

@@ -39,6 +39,8 @@ export interface SuiteOptions {
   qsdAio?: 'threads' | 'io_uring';
   oursNodeArgs?: string[];
   oursEnv?: Record<string, string>;
+  /** Checkout whose daemon runs as "ours" (default: this one). */
+  oursRoot?: string;
   /** Only workloads whose id matches. */
   filter?: RegExp;
   log: Logger;
@@ -231,6 +233,7 @@ export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
         const spec: DaemonSpec = {
           ...target.spec, kind, socket: path.join(o.dir, `${kind}.sock`), queues: maxQueues,
           qsdAio: o.qsdAio, nodeArgs: kind === 'ours' ? o.oursNodeArgs : undefined, env: kind === 'ours' ? o.oursEnv : undefined,
+          root: kind === 'ours' ? o.oursRoot : undefined,
         };
         const d = await startDaemon(spec);
         running.set(kind, d);
