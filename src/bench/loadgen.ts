@@ -100,6 +100,7 @@ export function runLoad(job: LoadJob): LoadResult {
   const slotZone = new Int32Array(slotsTotal);
   const slotTail = new Int8Array(slotsTotal);
   const slotT = new Float64Array(slotsTotal);
+  const slotBusy = new Uint8Array(slotsTotal);
   const free: number[][] = [];
   for (let q = 0; q < queues; q++) {
     const f: number[] = [];
@@ -196,7 +197,7 @@ export function runLoad(job: LoadJob): LoadResult {
       ring.writeDesc(d, hdrGpa[i], 16, VRING_DESC_F_NEXT, d + 2);
     }
     ring.writeDesc(d + 2, tailGpa[i], tail, VRING_DESC_F_WRITE, 0);
-    slotKind[i] = kind; slotZone[i] = zone; slotTail[i] = tail; slotT[i] = now;
+    slotKind[i] = kind; slotZone[i] = zone; slotTail[i] = tail; slotT[i] = now; slotBusy[i] = 1;
     ring.place(d);
     inflight++;
     return true;
@@ -205,6 +206,7 @@ export function runLoad(job: LoadJob): LoadResult {
   const complete = (q: number, s: number, now: number): void => {
     const i = q * qd + s;
     inflight--;
+    slotBusy[i] = 0;
     const status = bytes[tailGpa[i] + slotTail[i] - 1];
     const zone = slotZone[i];
     if (slotKind[i] === KIND_RESET) {
@@ -276,7 +278,11 @@ export function runLoad(job: LoadJob): LoadResult {
       memoryBarrier();
       const f = free[q];
       while (ring.lastUsed !== used) {
-        const s = ring.usedId(ring.lastUsed) / 3;
+        const id = ring.usedId(ring.lastUsed);
+        const s = id / 3;
+        if (!Number.isInteger(s) || s >= qd || slotBusy[q * qd + s] === 0) {
+          throw new Error(`queue ${q}: the daemon completed id ${id}, which is not a request in flight`);
+        }
         ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
         complete(q, s, now);
         f.push(s);

@@ -354,7 +354,10 @@ export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
     }
 
     fs.rmSync(zimg, { force: true });
+    // 1 GiB of RAM in /dev/shm is not something to leave behind.
+    fs.rmSync(raw, { force: true });
   }
+  try { fs.rmdirSync(o.dir); } catch { /* not empty (someone else's files) or already gone */ }
   return {
     rows, commands, memory, reportZones: reportZonesUsed, load: { before: loadBefore, after: loadAverage() }, cpus: (await import('node:os')).cpus().length,
     options: { ...o, log: undefined } as unknown as Omit<SuiteOptions, 'log'>, startedAt, elapsedS: (Date.now() - t0) / 1000,
