@@ -205,6 +205,7 @@ export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
   const t0 = Date.now();
   const startedAt = new Date().toISOString();
   const loadBefore = loadAverage();
+  const createdDir = !fs.existsSync(o.dir);
   fs.mkdirSync(o.dir, { recursive: true });
   const list = workloads(o).filter((w) => !o.filter || o.filter.test(w.id));
   const rows: Row[] = [];
@@ -357,7 +358,9 @@ export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
     // 1 GiB of RAM in /dev/shm is not something to leave behind.
     fs.rmSync(raw, { force: true });
   }
-  try { fs.rmdirSync(o.dir); } catch { /* not empty (someone else's files) or already gone */ }
+  if (createdDir) {
+    try { fs.rmdirSync(o.dir); } catch { /* not empty: leave what is not ours */ }
+  }
   return {
     rows, commands, memory, reportZones: reportZonesUsed, load: { before: loadBefore, after: loadAverage() }, cpus: (await import('node:os')).cpus().length,
     options: { ...o, log: undefined } as unknown as Omit<SuiteOptions, 'log'>, startedAt, elapsedS: (Date.now() - t0) / 1000,
