@@ -91,9 +91,36 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   const backend = openBackend(a, log);
   const device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
   const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  // Handlers go in before the socket exists: whoever sees the socket may signal at once, and a
+  // signal before process.on() would take the default action (death without cleanup).
+  let stopping = false;
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => { resolveExit = resolve; });
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping: finishing in-flight requests');
+    (async () => {
+      let code = 0;
+      try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
+      try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
+      try { fs.rmSync(a.socket, { force: true }); } catch { /* already gone */ }
+      log.info({ code }, 'stopped');
+      log.flush?.();
+      process.off('SIGINT', onInt);
+      process.off('SIGTERM', onTerm);
+      resolveExit(code);
+    })();
+  };
+  const onInt = (): void => stop('SIGINT');
+  const onTerm = (): void => stop('SIGTERM');
+  process.on('SIGINT', onInt);
+  process.on('SIGTERM', onTerm);
   try {
     server.listen();
   } catch (err) {
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
     await backend.close();
     throw err;
   }
@@ -104,29 +131,7 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
     readOnly: i.readOnly, serial: i.serial,
   }, 'serving');
   if (a.hints) for (const l of vmHints(a.socket, a.queues)) o.out(l);
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      log.info({ signal }, 'stopping: finishing in-flight requests');
-      (async () => {
-        let code = 0;
-        try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
-        try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
-        try { fs.rmSync(a.socket, { force: true }); } catch { /* already gone */ }
-        log.info({ code }, 'stopped');
-        log.flush?.();
-        process.off('SIGINT', onInt);
-        process.off('SIGTERM', onTerm);
-        resolve(code);
-      })();
-    };
-    const onInt = (): void => stop('SIGINT');
-    const onTerm = (): void => stop('SIGTERM');
-    process.on('SIGINT', onInt);
-    process.on('SIGTERM', onTerm);
-  });
+  return exited;
 }
 
 const intOpt = (name: string) => (v: unknown): number | undefined => {
