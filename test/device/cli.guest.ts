@@ -120,12 +120,12 @@ describe('serve --device refuses what it cannot serve', () => {
     const p = spawn(process.execPath, [BIN, 'serve', '--socket', socket, '--device', dev, '--model', 'none', '--no-hints'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     p.stderr.on('data', (d) => { err += String(d); });
-    const exit = new Promise<number | null>((resolve) => p.on('exit', resolve));
+    const exit = new Promise<string>((resolve) => p.on('exit', (code, signal) => resolve(`code ${code} signal ${signal}`)));
     for (let i = 0; i < 300 && !fs.existsSync(socket); i++) await new Promise((r) => setTimeout(r, 50));
     expect(fs.existsSync(socket), err).toBe(true);
     expect(err).toMatch(/"model":"none"/);
     p.kill('SIGTERM');
-    expect(await exit).toBe(0);
+    expect(await exit, err).toBe('code 0 signal null');
     expect(fs.existsSync(socket)).toBe(false);
   });
 });
