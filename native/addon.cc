@@ -646,15 +646,16 @@ class ZoneIoctlWorker : public Napi::AsyncWorker {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
     if (err_ != 0) {
-      Callback().Call({ErrnoError(env, "ioctl", err_, detail_).Value(), env.Undefined()});
+      Callback().Call({ErrnoError(env, syscall_, err_, detail_).Value(), env.Undefined()});
     } else {
       Callback().Call({env.Null(), Result(env)});
     }
   }
   virtual Napi::Value Result(Napi::Env env) { return env.Undefined(); }
 
-  int err_ = 0;           // errno of the failed ioctl, 0 on success
-  std::string detail_;    // the call's arguments, for the error message
+  int err_ = 0;                  // errno of the failed call, 0 on success
+  std::string detail_;           // the call's arguments, for the error message
+  const char* syscall_ = "ioctl";
 };
 
 class ReportZonesWorker : public ZoneIoctlWorker {
@@ -712,6 +713,45 @@ class ZoneMgmtWorker : public ZoneIoctlWorker {
   const ZoneOp* op_;
   blk_zone_range range_;
 };
+
+// Punching a hole into a file on tmpfs frees every page of the range, ~40 ms for 256 MiB:
+// off the loop, so a zone reset does not stall the other zones' requests.
+class FallocateWorker : public ZoneIoctlWorker {
+ public:
+  FallocateWorker(const Napi::Function& callback, int fd, int mode, int64_t offset, int64_t length)
+      : ZoneIoctlWorker(callback, "fallocateAsync"), fd_(fd), mode_(mode), offset_(offset), length_(length) {
+    syscall_ = "fallocate";
+  }
+
+  void Execute() override {
+    int r;
+    do r = fallocate(fd_, mode_, offset_, length_);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      err_ = errno;
+      detail_ = "fd=" + Str(fd_) + ", mode=" + Str(mode_) + ", offset=" + Str(offset_) + ", length=" + Str(length_);
+    }
+  }
+
+ private:
+  int fd_;
+  int mode_;
+  int64_t offset_;
+  int64_t length_;
+};
+
+// fallocateAsync(fd, mode, offset, length, callback(err)): fallocate on the libuv thread pool.
+Napi::Value FallocateAsync(const Napi::CallbackInfo& info) {
+  Args a(info);
+  int fd = a.Fd(0);
+  int mode = static_cast<int>(a.Int(1, INT_MAX));
+  int64_t offset = a.Int(2);
+  int64_t length = a.Int(3);
+  a.Check(4, info[4].IsFunction());
+  if (!a.Ok()) return Napi::Value();
+  (new FallocateWorker(info[4].As<Napi::Function>(), fd, mode, offset, length))->Queue();
+  return info.Env().Undefined();
+}
 
 // blkReportZonesAsync(fd, sector, buf, callback(err, zones)): BlkReportZones off the loop.
 Napi::Value BlkReportZonesAsync(const Napi::CallbackInfo& info) {
@@ -1168,7 +1208,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"readCounter", ReadCounter},         {"memfdCreate", MemfdCreate},
       {"mmap", Mmap},                       {"munmap", Munmap},
       {"memoryBarrier", MemoryBarrier},     {"pageSize", PageSize},
-      {"flock", Flock},                     {"fallocate", Fallocate},
+      {"flock", Flock},                     {"fallocate", Fallocate}, {"fallocateAsync", FallocateAsync},
       {"blkGetZoneSize", BlkGetZoneSize},   {"blkGetNrZones", BlkGetNrZones},
       {"blkReportZones", BlkReportZones},   {"blkZoneMgmt", BlkZoneMgmt},
       {"blkReportZonesAsync", BlkReportZonesAsync},

@@ -29,6 +29,12 @@ export class EmulatedBackend implements Backend {
   private ackResults: ZoneResult[] = [];
   private ackScheduled = false;
   private readonly ackFn = (): void => this.persistAndAcknowledge();
+  /**
+   * Zones whose old data is still being freed after a reset: their data transfers (and
+   * reads) wait here, in arrival order, so the freeing cannot punch newly written data.
+   */
+  private readonly discarding = new Map<number, Array<() => void>>();
+  private readonly discardJobs = new Set<Promise<void>>();
 
   constructor(engine: ZoneEngine, storage: Storage, opts: EmulatedBackendOptions) {
     const g = engine.geo;
@@ -59,6 +65,7 @@ export class EmulatedBackend implements Backend {
     const r = this.engine.checkRead(sector, bytes >>> SECTOR_SHIFT);
     if (r !== ZoneResult.OK) return r;
     const dataBytes = this.engine.readDataSectors * SECTOR_SIZE;
+    if (this.discarding.size !== 0 && dataBytes > 0) await this.discarded(this.engine.zoneOf(sector));
     try {
       if (dataBytes === bytes) {
         if (bytes > 0) await this.storage.readv(sector * SECTOR_SIZE, iov);
@@ -103,6 +110,10 @@ export class EmulatedBackend implements Backend {
 
   /** Move the data of an allowed write; zone -1 = untracked (conventional or empty write). */
   private transfer(zone: number, sector: number, iov: IoVec, resolve: Resolver): void {
+    if (zone >= 0 && this.discarding.size !== 0) {
+      const waiting = this.discarding.get(zone);
+      if (waiting !== undefined) { waiting.push(() => this.transfer(zone, sector, iov, resolve)); return; }
+    }
     if (iov.length === 0 || iovBytes(iov) === 0) {
       if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK);
       return;
@@ -210,20 +221,53 @@ export class EmulatedBackend implements Backend {
       return ZoneResult.IO_ERROR;
     }
     // Only after the reset is persisted may the old data go (a crash in between keeps it, unreachable).
-    for (const z of reset) {
-      try {
-        this.storage.discard(e.zoneStart(z) * SECTOR_SIZE, e.zoneLen(z) * SECTOR_SIZE);
-      } catch (err) {
-        this.log?.warn({ err, zone: z }, 'could not free the space of a reset zone');
-      }
-    }
+    if (reset.length > 0) await this.discardZones(reset);
     return ZoneResult.OK;
+  }
+
+  /** Until zone z's old data is freed (at once if it is not being freed). */
+  private discarded(z: number): Promise<void> {
+    const waiting = this.discarding.get(z);
+    return waiting === undefined ? Promise.resolve() : new Promise<void>((r) => waiting.push(r));
+  }
+
+  /**
+   * Free the space of reset zones, neighbours as one range. The loop keeps serving other
+   * zones meanwhile; writes to these zones wait for it (see transfer).
+   */
+  private async discardZones(zones: readonly number[]): Promise<void> {
+    const e = this.engine;
+    // A zone still being freed from an earlier reset got no data since (its writes wait).
+    const mine = zones.filter((z) => !this.discarding.has(z)).sort((a, b) => a - b);
+    for (const z of mine) this.discarding.set(z, []);
+    const jobs: Promise<void>[] = [];
+    for (let i = 0; i < mine.length;) {
+      let j = i + 1;
+      while (j < mine.length && mine[j] === mine[j - 1] + 1) j++;
+      const first = mine[i], last = mine[j - 1];
+      const offset = e.zoneStart(first) * SECTOR_SIZE;
+      const length = (e.zoneStart(last) + e.zoneLen(last)) * SECTOR_SIZE - offset;
+      const job = this.storage.discard(offset, length).catch((err: unknown) => {
+        this.log?.warn({ err, zones: `${first}..${last}` }, 'could not free the space of reset zones');
+      });
+      this.discardJobs.add(job);
+      void job.then(() => this.discardJobs.delete(job));
+      jobs.push(job);
+      i = j;
+    }
+    await Promise.all(jobs);
+    for (const z of mine) {
+      const waiting = this.discarding.get(z) as Array<() => void>;
+      this.discarding.delete(z);
+      for (const go of waiting) go();
+    }
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.waitIdle(-1);
+    await Promise.all([...this.discardJobs]);
     try { await this.storage.sync(); } catch (err) { this.log?.error({ err }, 'final flush failed'); }
     await this.storage.close();
   }

@@ -65,6 +65,9 @@ function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<voi
   });
 }
 
+/** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
+const DISCARD_PIECE = 8 << 20;
+
 export class FileStorage implements Storage {
   private readonly entry = new Uint8Array(ZONE_ENTRY_SIZE);
   private closed = false;
@@ -80,8 +83,15 @@ export class FileStorage implements Storage {
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
   }
-  discard(byteOffset: number, length: number): void {
-    native.fallocate(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, this.header.dataOffset + byteOffset, length);
+  async discard(byteOffset: number, length: number): Promise<void> {
+    // In pieces on the thread pool: freeing a 256 MiB zone on tmpfs takes ~40 ms with the
+    // file's inode lock held, which every write to the image also needs. Between pieces the
+    // loop's writes to other zones get the lock.
+    const mode = native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE;
+    const start = this.header.dataOffset + byteOffset, end = start + length;
+    for (let off = start; off < end; off += DISCARD_PIECE) {
+      await native.fallocateAsync(this.fd, mode, off, Math.min(DISCARD_PIECE, end - off));
+    }
   }
   persistZone(zone: number, state: PersistedZoneState): void {
     encodeZoneEntry(state, this.entry);

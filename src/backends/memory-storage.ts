@@ -43,7 +43,7 @@ export class MemoryStorage implements Storage {
 
   sync(): Promise<void> { return Promise.resolve(); }
 
-  discard(byteOffset: number, length: number): void {
+  discard(byteOffset: number, length: number): Promise<void> {
     const end = byteOffset + length;
     for (let off = byteOffset; off < end;) {
       const c = Math.floor(off / CHUNK);
@@ -55,6 +55,7 @@ export class MemoryStorage implements Storage {
       }
       off += n;
     }
+    return Promise.resolve();
   }
 
   persistZone(): void { /* RAM disk: nothing survives the process anyway */ }

@@ -10,8 +10,11 @@ export interface Storage {
   writev(byteOffset: number, iov: IoVec): Promise<void>;
   /** Make everything written so far durable against power loss. */
   sync(): Promise<void>;
-  /** The range holds no data any more (zone reset): free its space. Synchronous, so no write can overtake it. */
-  discard(byteOffset: number, length: number): void;
+  /**
+   * The range holds no data any more (zone reset): free its space. May run in the
+   * background; the caller issues no write into the range until it settles.
+   */
+  discard(byteOffset: number, length: number): Promise<void>;
   /** Persist one zone's state; synchronous and atomic per zone. */
   persistZone(zone: number, state: PersistedZoneState): void;
   close(): Promise<void>;

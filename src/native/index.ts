@@ -73,6 +73,7 @@ interface Addon {
   pageSize(): number;
   flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
+  fallocateAsync(fd: number, mode: number, offset: number, length: number, cb: (err: Error | null) => void): void;
   blkGetZoneSize(fd: number): number;
   blkGetNrZones(fd: number): number;
   blkReportZones(fd: number, sector: number, buf: Uint8Array): number;
@@ -392,6 +393,17 @@ export function fallocate(fd: number, mode: number, offset: number, length: numb
   checkInt('fallocate', 'offset', offset, 0, MAX_SAFE);
   checkInt('fallocate', 'length', length, 1, MAX_SAFE);
   addon.fallocate(fd, mode, offset, length);
+}
+
+/** fallocate(2) on the libuv thread pool; rejects with a NativeError. */
+export function fallocateAsync(fd: number, mode: number, offset: number, length: number): Promise<void> {
+  checkFd('fallocateAsync', fd);
+  checkInt('fallocateAsync', 'mode', mode, 0, 0x7fffffff);
+  checkInt('fallocateAsync', 'offset', offset, 0, MAX_SAFE);
+  checkInt('fallocateAsync', 'length', length, 1, MAX_SAFE);
+  return new Promise((resolve, reject) => {
+    addon.fallocateAsync(fd, mode, offset, length, (err) => (err ? reject(err) : resolve()));
+  });
 }
 
 // ---- zoned block devices -------------------------------------------------------------------

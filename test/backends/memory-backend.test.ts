@@ -66,7 +66,18 @@ class GatedStorage implements Storage {
     });
   }
   sync(): Promise<void> { return Promise.resolve(); }
-  discard(o: number, n: number): void { this.events.push(`discard@${o / SEC}+${n / SEC}`); this.mem.discard(o, n); }
+  /** When set, discards wait for releaseDiscards() (the file backend frees space on the thread pool). */
+  discardGated = false;
+  private readonly pendingDiscards: (() => void)[] = [];
+  discard(o: number, n: number): Promise<void> {
+    this.events.push(`discard@${o / SEC}+${n / SEC}`);
+    if (!this.discardGated) return this.mem.discard(o, n);
+    return new Promise<void>((resolve) => this.pendingDiscards.push(() => {
+      this.events.push(`discarded@${o / SEC}`);
+      void this.mem.discard(o, n).then(resolve);
+    }));
+  }
+  releaseDiscards(): void { for (const go of this.pendingDiscards.splice(0)) go(); }
   persistZone(z: number, s: PersistedZoneState): void { this.events.push(`persist ${z} wp ${s.wp}`); }
   close(): Promise<void> { return this.mem.close(); }
   /** Release the pending write at sector `sector`. */
@@ -387,6 +398,33 @@ describe('zone management and in-flight writes', () => {
     const d = st.events.findIndex((e) => e.startsWith(`discard@${S(2)}`));
     expect(p).toBeGreaterThanOrEqual(0);
     if (d >= 0) expect(p).toBeLessThan(d);
+  });
+
+  it('writes and reads of a zone whose space is still being freed wait for it; other zones do not', async () => {
+    const { be, st } = gatedBackend();
+    await be.write(S(2), [pattern(8, 1)]);
+    await be.write(S(3), [pattern(8, 2)]);
+    st.discardGated = true;
+    let resetDone = false;
+    const reset = be.zoneMgmt(ZoneOp.RESET, S(2)).then((r) => { resetDone = true; return r; });
+    for (let i = 0; i < 20 && !st.events.some((e) => e.startsWith(`discard@${S(2)}`)); i++) await ticks();
+    expect(st.events.some((e) => e.startsWith(`discard@${S(2)}`))).toBe(true);
+    // A guest that does not wait for the reset: its write is accepted at the new write
+    // pointer, but the data must not land before the old data is freed, or it is freed too.
+    let writeDone = false;
+    const w = be.write(S(2), [pattern(8, 7)]).then((r) => { writeDone = true; return r; });
+    const other = await be.write(S(3) + 8, [pattern(8, 3)]);
+    expect(rn(other)).toBe('OK');
+    await ticks();
+    expect(writeDone).toBe(false);
+    expect(resetDone).toBe(false);
+    st.releaseDiscards();
+    expect(rn(await reset)).toBe('OK');
+    expect(rn(await w)).toBe('OK');
+    const back = new Uint8Array(8 * SEC);
+    expect(rn(await be.read(S(2), [back]))).toBe('OK');
+    expect(back).toEqual(pattern(8, 7));
+    expect(await zone(be, 2)).toEqual({ c: 'IMP_OPEN', wp: S(2) + 8 });
   });
 
   it('a write whose zone state cannot be persisted is not acknowledged OK, and later writes are refused', async () => {
