@@ -15,7 +15,7 @@ import { ALL_GROUPS, runSuite, type Group, type SuiteOptions } from './suite.js'
 
 export interface BenchArgs {
   quick: boolean;
-  dir: string;
+  dir?: string;
   backend: 'file' | 'memory';
   duration?: number;
   warmup?: number;
@@ -51,7 +51,7 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
   const fileSize = parseSize('--file-size', a.fileSize);
   if (fileSize < (1 << 20) || fileSize % 4096 !== 0) throw new ZbdError('EARG', `--file-size ${a.fileSize} must be at least 1M and a multiple of 4K`, a.fileSize);
   return {
-    dir: path.resolve(a.dir),
+    dir: a.dir === undefined ? undefined : path.resolve(a.dir),
     backend: a.backend,
     durationMs: num('--duration', a.duration, quick ? 0.3 : 2, 0.05) * 1000,
     warmupMs: num('--warmup', a.warmup, quick ? 0.1 : 0.3, 0) * 1000,
@@ -104,7 +104,7 @@ const numOpt = (v: unknown): number | undefined => (v === undefined ? undefined 
 export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('bench',
   'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)', (c) => c
     .option('quick', { type: 'boolean', default: false, describe: 'CI-sized smoke run: short runs, one repetition, no queue-depth sweep or multiqueue' })
-    .option('dir', { type: 'string', default: '/dev/shm/vuzbd-bench', describe: 'scratch directory for the files and sockets (tmpfs)' })
+    .option('dir', { type: 'string', describe: 'scratch directory for the files and sockets, on tmpfs (default: a private directory in /dev/shm, removed afterwards)' })
     .option('backend', { choices: ['file', 'memory'] as const, default: 'file' as const, describe: 'memory: only this daemon, on a RAM disk' })
     .option('duration', { type: 'string', coerce: numOpt, describe: 'seconds per run (default 2; --quick 0.3)' })
     .option('warmup', { type: 'string', coerce: numOpt, describe: 'seconds of warm-up before each measured run (default 0.3)' })

@@ -17,7 +17,8 @@ export type Group = 'main' | 'sweep' | 'mq' | 'zoned' | 'report' | 'fio' | 'gen'
 export const ALL_GROUPS: readonly Group[] = ['main', 'sweep', 'mq', 'zoned', 'report', 'fio', 'gen'];
 
 export interface SuiteOptions {
-  dir: string;
+  /** Scratch directory (tmpfs); default: a private one made in /dev/shm and removed afterwards. */
+  dir?: string;
   /** 'file': QSD and ours on files in dir; 'memory': ours only, on a RAM disk (smoke runs). */
   backend: 'file' | 'memory';
   durationMs: number;
@@ -200,6 +201,18 @@ function fioAsLoad(r: FioResult): LoadResult {
 }
 
 export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
+  if (opts.dir !== undefined) return runSuiteIn({ ...opts, dir: opts.dir });
+  // Private, so two benchmarks (or a benchmark and the test suite's smoke run) never share files.
+  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : (await import('node:os')).tmpdir();
+  const dir = fs.mkdtempSync(path.join(base, 'vuzbd-bench-'));
+  try {
+    return await runSuiteIn({ ...opts, dir });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteResult> {
   const o = opts.fio && opts.backend === 'file' && !fioAvailable() ? { ...opts, fio: false } : opts;
   const log = o.log;
   const t0 = Date.now();
