@@ -533,21 +533,38 @@ Napi::Value Flock(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// One fallocate(2) call: its arguments as JavaScript passed them, retried on EINTR.
+struct FallocateCall {
+  int fd;
+  int mode;
+  int64_t offset;
+  int64_t length;
+
+  static FallocateCall From(Args& a) {
+    FallocateCall c{};
+    c.fd = a.Fd(0);
+    c.mode = static_cast<int>(a.Int(1, INT_MAX));
+    c.offset = a.Int(2);
+    c.length = a.Int(3);
+    return c;
+  }
+  // 0, or the errno of the failure.
+  int Run() const {
+    int r;
+    do r = fallocate(fd, mode, offset, length);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? errno : 0;
+  }
+  std::string Detail() const {
+    return "fd=" + Str(fd) + ", mode=" + Str(mode) + ", offset=" + Str(offset) + ", length=" + Str(length);
+  }
+};
+
 Napi::Value Fallocate(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  int mode = static_cast<int>(a.Int(1, INT_MAX));
-  int64_t offset = a.Int(2);
-  int64_t length = a.Int(3);
+  FallocateCall call = FallocateCall::From(a);
   if (!a.Ok()) return Napi::Value();
-  int r;
-  do r = fallocate(fd, mode, offset, length);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) {
-    return ThrowErrno(info.Env(), "fallocate", errno,
-                      "fd=" + Str(fd) + ", mode=" + Str(mode) + ", offset=" + Str(offset) +
-                          ", length=" + Str(length));
-  }
+  if (int err = call.Run()) return ThrowErrno(info.Env(), "fallocate", err, call.Detail());
   return info.Env().Undefined();
 }
 
@@ -718,38 +735,27 @@ class ZoneMgmtWorker : public ZoneIoctlWorker {
 // off the loop, so a zone reset does not stall the other zones' requests.
 class FallocateWorker : public ZoneIoctlWorker {
  public:
-  FallocateWorker(const Napi::Function& callback, int fd, int mode, int64_t offset, int64_t length)
-      : ZoneIoctlWorker(callback, "fallocateAsync"), fd_(fd), mode_(mode), offset_(offset), length_(length) {
+  FallocateWorker(const Napi::Function& callback, const FallocateCall& call)
+      : ZoneIoctlWorker(callback, "fallocateAsync"), call_(call) {
     syscall_ = "fallocate";
   }
 
   void Execute() override {
-    int r;
-    do r = fallocate(fd_, mode_, offset_, length_);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      err_ = errno;
-      detail_ = "fd=" + Str(fd_) + ", mode=" + Str(mode_) + ", offset=" + Str(offset_) + ", length=" + Str(length_);
-    }
+    err_ = call_.Run();
+    if (err_ != 0) detail_ = call_.Detail();
   }
 
  private:
-  int fd_;
-  int mode_;
-  int64_t offset_;
-  int64_t length_;
+  FallocateCall call_;
 };
 
 // fallocateAsync(fd, mode, offset, length, callback(err)): fallocate on the libuv thread pool.
 Napi::Value FallocateAsync(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  int mode = static_cast<int>(a.Int(1, INT_MAX));
-  int64_t offset = a.Int(2);
-  int64_t length = a.Int(3);
+  FallocateCall call = FallocateCall::From(a);
   a.Check(4, info[4].IsFunction());
   if (!a.Ok()) return Napi::Value();
-  (new FallocateWorker(info[4].As<Napi::Function>(), fd, mode, offset, length))->Queue();
+  (new FallocateWorker(info[4].As<Napi::Function>(), call))->Queue();
   return info.Env().Undefined();
 }
 

@@ -8,7 +8,7 @@ import { ZbdError } from '../../src/errors.js';
 import {
   BLK_ZONE_OP, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FdPoller, NativeError,
   acceptUnix, blkGetNrZones, blkGetZoneSize, blkReportZones, blkZoneMgmt, closeFd,
-  connectUnix, eventfd, fallocate, flock, listenUnix, memfdCreate, memoryBarrier, mmap,
+  connectUnix, eventfd, fallocate, fallocateAsync, flock, listenUnix, memfdCreate, memoryBarrier, mmap,
   munmap, pageSize, readCounter, recvMsg, sendMsg, socketpair, writeCounter,
 } from '../../src/native/index.js';
 
@@ -490,6 +490,27 @@ describe('files', () => {
     const ro = track(fs.openSync(file, 'r'));
     const e = nativeError(() => fallocate(ro, 0, 2 ** 34, 4096), 'EBADF', 'fallocate');
     expect(e.message).toContain(`offset=${2 ** 34}`);
+  });
+
+  it('fallocateAsync punches off the loop and rejects with the errno and its arguments', async () => {
+    const file = join(dir, 'async');
+    const size = 1 << 20;
+    fs.writeFileSync(file, Buffer.alloc(size, 0xcd));
+    const fd = track(fs.openSync(file, 'r+'));
+    fs.fsyncSync(fd);
+    const before = fs.fstatSync(fd).blocks;
+    await fallocateAsync(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, 512 * 1024);
+    expect(fs.fstatSync(fd).blocks).toBeLessThanOrEqual(before - (512 * 1024) / 512);
+    const data = fs.readFileSync(file);
+    expect(data.subarray(0, 512 * 1024).every((b) => b === 0)).toBe(true);
+    expect(data[512 * 1024]).toBe(0xcd);
+    const ro = track(fs.openSync(file, 'r'));
+    const err = await fallocateAsync(ro, 0, 2 ** 34, 4096).then(() => null, (x: unknown) => x);
+    expect(err).toBeInstanceOf(NativeError);
+    expect((err as NativeError).errnoName).toBe('EBADF');
+    expect((err as NativeError).syscall).toBe('fallocate');
+    expect((err as NativeError).message).toContain(`offset=${2 ** 34}`);
+    expect(() => fallocateAsync(fd, 0, 0, 0)).toThrow(/length must be an integer in \[1, /);
   });
 });
 
