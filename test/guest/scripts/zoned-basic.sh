@@ -56,6 +56,19 @@ if dd if=/dev/zero of="$DEV" bs="$bs" count=1 seek=$(( $(z $((seq0 + 3 + MAXOPEN
   bad "a write needing an implicit open with all zones explicitly open must fail"; else ok "a write needing a new open zone fails while all opens are explicit"; fi
 for i in $(seq 1 "$MAXOPEN"); do blkzone close -o "$(z $((seq0 + 2 + i)))" -c 1 "$DEV" || bad "close $i"; done
 
+# A zone holding data, reset and rewritten at once: the new data reads back, the old is gone
+# (the host frees the zone's space in the background while the guest goes on).
+s3=$(z $((seq0 + 4 + MAXOPEN)))
+mib=$(( 1048576 / bs ))
+check "fill 4 MiB of a zone" dd if=/dev/urandom of="$DEV" bs="$bs" count=$(( 4 * mib )) seek=$(( s3 * 512 / bs )) oflag=direct conv=notrunc status=none
+check "reset the zone holding data" blkzone reset -o "$s3" -c 1 "$DEV"
+dd if=/dev/urandom of="$OUT/rewrite.bin" bs=1048576 count=1 status=none
+check "rewrite it at once" dd if="$OUT/rewrite.bin" of="$DEV" bs="$bs" count="$mib" seek=$(( s3 * 512 / bs )) oflag=direct conv=notrunc status=none
+check "rewritten data reads back" cmp <(dd if="$DEV" bs=1048576 skip=$(( s3 * 512 / 1048576 )) count=1 iflag=direct status=none) "$OUT/rewrite.bin"
+check "old data past the new write pointer is gone" cmp <(dd if="$DEV" bs=1048576 skip=$(( s3 * 512 / 1048576 + 1 )) count=3 iflag=direct status=none) <(head -c $(( 3 * 1048576 )) /dev/zero)
+check "write pointer at 1 MiB" [ "$(zwp "$s3")" = "0x000800" ]
+check "reset it again" blkzone reset -o "$s3" -c 1 "$DEV"
+
 # Leave a recognisable state for the host-side comparison: zone seq0+1 holds 8 blocks, seq0+2 full.
 dd if=/dev/urandom of="$DEV" bs="$bs" count=8 seek=$(( s1 * 512 / bs )) oflag=direct conv=notrunc status=none || bad "write zone seq0+1"
 blkzone finish -o "$s2" -c 1 "$DEV" || bad "finish seq0+2"
