@@ -9,23 +9,12 @@ import { HostDeviceBackend } from '../../src/backends/host-device-backend.js';
 import { closeFd, memfdCreate, mmap, munmap } from '../../src/native/index.js';
 import { ZoneOp, ZoneResult } from '../../src/zoned/types.js';
 import { pattern } from '../conformance/zone-suite.js';
+import { BIN, runCli as run } from '../harness/cli-process.js';
 import { findGuestDevices, makeNullb, removeNullb } from './devices.js';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin/vhost-user-zbd.js');
 const devs = findGuestDevices();
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-cli-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-function run(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout.on('data', (d) => { out += String(d); });
-    p.stderr.on('data', (d) => { err += String(d); });
-    p.on('exit', (code) => resolve({ code, out, err }));
-  });
-}
 
 /**
  * blkzone prints the device's raw write pointer for a FULL zone; the daemon reports it at the

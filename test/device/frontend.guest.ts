@@ -13,10 +13,9 @@ import { ProtocolFeature } from '../../src/vhost-user/messages.js';
 import { pattern } from '../conformance/zone-suite.js';
 import { NULLB_GEOMETRY } from '../conformance/geometries.js';
 import { BlkClient, REQ, STATUS } from './blk-client.js';
+import { BIN, runCli as cli } from '../harness/cli-process.js';
 import { findGuestDevices } from './devices.js';
 
-const ROOT = path.resolve(__dirname, '../..');
-const BIN = path.join(ROOT, 'bin/vhost-user-zbd.js');
 const devs = findGuestDevices();
 const bit = (n: number): bigint => 1n << BigInt(n);
 const ZS = NULLB_GEOMETRY.zoneSectors;
@@ -33,16 +32,6 @@ let mem: GuestMemoryImage;
 let q: DriverQueue;
 let blk: BlkClient;
 let features: bigint;
-
-function cli(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '', err = '';
-    p.stdout.on('data', (d) => { out += String(d); });
-    p.stderr.on('data', (d) => { err += String(d); });
-    p.on('exit', (code) => resolve({ code, out, err }));
-  });
-}
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-frontend-'));

@@ -13,7 +13,10 @@ let kernel: string | undefined;
 /** Build (or find cached) the UML kernel. Throws when it cannot be built: guest tests fail, never skip. */
 export function umlKernel(): string {
   if (kernel) return kernel;
-  if (process.env.UML_KERNEL) return (kernel = process.env.UML_KERNEL);
+  if (process.env.UML_KERNEL) {
+    if (!fs.existsSync(process.env.UML_KERNEL)) throw new Error(`UML_KERNEL=${process.env.UML_KERNEL} does not exist: unset it to build the guest`);
+    return (kernel = process.env.UML_KERNEL);
+  }
   const r = spawnSync('bash', [path.join(ROOT, 'qemu-scripts/build-uml.sh')], { encoding: 'utf8', timeout: 1_800_000 });
   if (r.status !== 0) throw new Error(`building the UML guest failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
   const lines = r.stdout.trim().split('\n');

@@ -1,4 +1,5 @@
 // Shared helpers for the zone-engine conformance tests (not a test file itself).
+import { afterEach, expect } from 'vitest';
 import { makeGeometry, type GeometryInput } from '../../src/zoned/geometry.js';
 import { ZoneEngine } from '../../src/zoned/zone-engine.js';
 import { ZoneCond, ZoneOp, ZoneResult } from '../../src/zoned/types.js';
@@ -43,6 +44,22 @@ export function mk(o: Mk = {}): ZoneEngine {
     maxAppendSectors: o.append,
   };
   return new ZoneEngine(makeGeometry(input));
+}
+
+/**
+ * mk() for a test file whose every engine is checked for internal consistency after each
+ * test: call once at the top of the file.
+ */
+export function checkedEngines(): (o?: Mk) => ZoneEngine {
+  const engines: ZoneEngine[] = [];
+  afterEach(() => {
+    for (const e of engines.splice(0)) expect(e.checkInvariants()).toEqual([]);
+  });
+  return (o: Mk = {}) => {
+    const e = mk(o);
+    engines.push(e);
+    return e;
+  };
 }
 
 /** A write that completes successfully at once (when allowed). */

@@ -2,23 +2,15 @@
 // rollback, dirty tracking. Contract: beginWrite/beginAppend reserve the wp; completeWrite
 // releases tokens in sector order per zone; a failed write fails every LATER in-flight write
 // of the zone and, once the zone drains, the wp returns to the durable wp.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PersistedZoneState, ZoneEngine } from '../../src/zoned/zone-engine.js';
 import { ZoneOp } from '../../src/zoned/types.js';
-import { mgmt, mk, res, rn, st, w } from './helpers.js';
+import { checkedEngines, mgmt, res, rn, st, w } from './helpers.js';
 
 const ZS = 64;
 const S = (z: number): number => z * ZS;
 
-const engines: ZoneEngine[] = [];
-function eng(o: Parameters<typeof mk>[0] = {}): ZoneEngine {
-  const e = mk(o);
-  engines.push(e);
-  return e;
-}
-afterEach(() => {
-  for (const e of engines.splice(0)) expect(e.checkInvariants()).toEqual([]);
-});
+const eng = checkedEngines();
 
 interface Io { token: string; zone: number; sector: number; n: number }
 

@@ -1,26 +1,18 @@
 // Zone state machine conformance: every row of spec §1.6 and device requirements §1.7 items 5-17.
 // Expectations come from the spec text; where the spec is silent the project contract
 // (null_blk-like, §6.2) is stated in the test name.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ZoneEngine } from '../../src/zoned/zone-engine.js';
 import { makeGeometry } from '../../src/zoned/geometry.js';
 import { ZoneEngine as Engine } from '../../src/zoned/zone-engine.js';
 import { ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../../src/zoned/types.js';
-import { ap, mgmt, mk, report, res, rn, st, w } from './helpers.js';
+import { ap, checkedEngines, mgmt, report, res, rn, st, w } from './helpers.js';
 
 const ZS = 64; // zone size used by mk() by default
 const S = (z: number): number => z * ZS;
 
 // Every engine built in a test is checked for internal consistency afterwards.
-const engines: ZoneEngine[] = [];
-function eng(o: Parameters<typeof mk>[0] = {}): ZoneEngine {
-  const e = mk(o);
-  engines.push(e);
-  return e;
-}
-afterEach(() => {
-  for (const e of engines.splice(0)) expect(e.checkInvariants()).toEqual([]);
-});
+const eng = checkedEngines();
 
 const R = (r: ZoneResult): string => rn(r);
 const OK = 'OK', INVALID = 'INVALID', UNALIGNED = 'UNALIGNED_WP', OPEN_RES = 'OPEN_RESOURCE', ACTIVE_RES = 'ACTIVE_RESOURCE';
