@@ -10,6 +10,7 @@ bash scripts/install-deps.sh
 [[ -f build/Release/vhost_user_zbd_native.node ]] || npm run install
 echo "test: typecheck + build"
 npx tsc -p tsconfig.json
+npx tsc -p tsconfig.test.json
 echo "test: UML 6.12 guest"
 UML_KERNEL=$(bash qemu-scripts/build-uml.sh | tail -n 1)
 export UML_KERNEL

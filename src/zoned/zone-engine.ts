@@ -393,7 +393,6 @@ export class ZoneEngine {
     if (sector !== this.zoneStart(z) || z < g.conventionalZones) return ZoneResult.INVALID;
     if (!this.zoneIdle(z)) throw new ZbdError('EARG', `zone ${z} management while writes are in flight`, { zone: z, op });
     const c = this.cond[z];
-    const start = this.zoneStart(z);
     switch (op) {
       case ZoneOp.OPEN:
         if (c === ZoneCond.EXP_OPEN) return ZoneResult.OK;

@@ -18,7 +18,7 @@ afterAll(() => { for (const d of dirs) fs.rmSync(d, { recursive: true, force: tr
  * Every file I/O engine has its own completion and persistence path: io_uring on a disk
  * filesystem, synchronous batched I/O on tmpfs, the thread pool where io_uring is refused.
  */
-const ENGINES = [
+const ENGINES: { name: string; base: string; env: Record<string, string>; cycles: number }[] = [
   { name: 'disk filesystem, io_uring', base: os.tmpdir(), env: {}, cycles: CYCLES },
   { name: 'tmpfs, synchronous batched I/O', base: '/dev/shm', env: {}, cycles: CYCLES },
   { name: 'thread pool', base: os.tmpdir(), env: { VHOST_USER_ZBD_IO: 'threads' }, cycles: Math.ceil(CYCLES / 2) },
