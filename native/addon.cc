@@ -589,30 +589,53 @@ Napi::Value BlkGetNrZones(const Napi::CallbackInfo& info) {
   return IoctlU32(info, BLKGETNRZONES, "BLKGETNRZONES");
 }
 
-// blkReportZones(fd, sector, buf) => zones reported. buf holds the blk_zone_report header
-// then the blk_zone array. Its data need not be aligned: the kernel copies it in and out,
-// and the header is accessed here with memcpy only.
+// One BLKREPORTZONE call into a caller's buffer: blk_zone_report header, then the blk_zone
+// array. The buffer need not be aligned: the kernel copies it in and out, and the header
+// is accessed here with memcpy only.
+struct ReportZonesCall {
+  int fd = -1;
+  uint64_t sector = 0;
+  uint8_t* data = nullptr;
+  size_t length = 0;
+  uint32_t zones = 0;  // asked for, then reported
+
+  // Arguments (fd, sector, buf); false after throwing a TypeError.
+  static bool From(const Napi::CallbackInfo& info, Args& a, ReportZonesCall* c) {
+    c->fd = a.Fd(0);
+    c->sector = static_cast<uint64_t>(a.Int(1));
+    Napi::Uint8Array buf = a.Bytes(2);
+    if (!a.Ok()) return false;
+    if (buf.ByteLength() < sizeof(blk_zone_report) + sizeof(blk_zone)) {
+      Napi::TypeError::New(info.Env(), "native addon: report buffer too small").ThrowAsJavaScriptException();
+      return false;
+    }
+    c->data = buf.Data();
+    c->length = buf.ByteLength();
+    return true;
+  }
+  // 0, or the errno of the failure; on success `zones` holds the zones reported.
+  int Run() {
+    blk_zone_report header{};
+    header.sector = sector;
+    header.nr_zones = zones = static_cast<uint32_t>((length - sizeof header) / sizeof(blk_zone));
+    memcpy(data, &header, sizeof header);
+    if (ioctl(fd, BLKREPORTZONE, data) < 0) return errno;
+    memcpy(&header, data, sizeof header);
+    zones = header.nr_zones;
+    return 0;
+  }
+  std::string Detail() const {
+    return "fd=" + Str(fd) + ", BLKREPORTZONE, sector=" + std::to_string(sector) + ", nr_zones=" + Str(zones);
+  }
+};
+
+// blkReportZones(fd, sector, buf) => zones reported.
 Napi::Value BlkReportZones(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  uint64_t sector = static_cast<uint64_t>(a.Int(1));
-  Napi::Uint8Array buf = a.Bytes(2);
-  if (!a.Ok()) return Napi::Value();
-  if (buf.ByteLength() < sizeof(blk_zone_report) + sizeof(blk_zone)) {
-    Napi::TypeError::New(info.Env(), "native addon: report buffer too small").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
-  blk_zone_report header{};
-  header.sector = sector;
-  header.nr_zones = static_cast<uint32_t>((buf.ByteLength() - sizeof header) / sizeof(blk_zone));
-  memcpy(buf.Data(), &header, sizeof header);
-  if (ioctl(fd, BLKREPORTZONE, buf.Data()) < 0) {
-    return ThrowErrno(info.Env(), "ioctl", errno,
-                      "fd=" + Str(fd) + ", BLKREPORTZONE, sector=" + std::to_string(sector) +
-                          ", nr_zones=" + Str(header.nr_zones));
-  }
-  memcpy(&header, buf.Data(), sizeof header);
-  return Napi::Number::New(info.Env(), header.nr_zones);
+  ReportZonesCall call;
+  if (!ReportZonesCall::From(info, a, &call)) return Napi::Value();
+  if (int err = call.Run()) return ThrowErrno(info.Env(), "ioctl", err, call.Detail());
+  return Napi::Number::New(info.Env(), call.zones);
 }
 
 struct ZoneOp {
@@ -625,34 +648,48 @@ constexpr ZoneOp kZoneOps[] = {{"RESET", BLKRESETZONE},
                                {"CLOSE", BLKCLOSEZONE},
                                {"FINISH", BLKFINISHZONE}};
 
+// One zone management ioctl over a sector range.
+struct ZoneMgmtCall {
+  int fd = -1;
+  const ZoneOp* op = nullptr;
+  blk_zone_range range{};
+
+  // Arguments (fd, request, sector, nrSectors); false after throwing a TypeError.
+  static bool From(const Napi::CallbackInfo& info, Args& a, ZoneMgmtCall* c) {
+    c->fd = a.Fd(0);
+    int64_t request = a.Int(1);
+    c->range.sector = static_cast<uint64_t>(a.Int(2));
+    c->range.nr_sectors = static_cast<uint64_t>(a.Int(3));
+    if (!a.Ok()) return false;
+    for (const ZoneOp& candidate : kZoneOps) {
+      if (static_cast<int64_t>(candidate.request) == request) c->op = &candidate;
+    }
+    if (c->op == nullptr) {
+      Napi::TypeError::New(info.Env(), "native addon: unknown zone op").ThrowAsJavaScriptException();
+      return false;
+    }
+    return true;
+  }
+  int Run() { return ioctl(fd, op->request, &range) < 0 ? errno : 0; }
+  std::string Detail() const {
+    return "fd=" + Str(fd) + ", BLK" + op->name + "ZONE, sector=" + std::to_string(range.sector) +
+           ", nr_sectors=" + std::to_string(range.nr_sectors);
+  }
+};
+
+// blkZoneMgmt(fd, request, sector, nrSectors): open/close/finish/reset a range of zones.
 Napi::Value BlkZoneMgmt(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  int64_t request = a.Int(1);
-  uint64_t sector = static_cast<uint64_t>(a.Int(2));
-  uint64_t nrSectors = static_cast<uint64_t>(a.Int(3));
-  if (!a.Ok()) return Napi::Value();
-  const ZoneOp* op = nullptr;
-  for (const ZoneOp& candidate : kZoneOps) {
-    if (static_cast<int64_t>(candidate.request) == request) op = &candidate;
-  }
-  if (op == nullptr) {
-    Napi::TypeError::New(info.Env(), "native addon: unknown zone op").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
-  blk_zone_range range{sector, nrSectors};
-  if (ioctl(fd, op->request, &range) < 0) {
-    return ThrowErrno(info.Env(), "ioctl", errno,
-                      "fd=" + Str(fd) + ", BLK" + op->name + "ZONE, sector=" + std::to_string(sector) +
-                          ", nr_sectors=" + std::to_string(nrSectors));
-  }
+  ZoneMgmtCall call;
+  if (!ZoneMgmtCall::From(info, a, &call)) return Napi::Value();
+  if (int err = call.Run()) return ThrowErrno(info.Env(), "ioctl", err, call.Detail());
   return info.Env().Undefined();
 }
 
 // Zone reports and zone management on a real drive can take from microseconds (null_blk)
-// to seconds (an SMR disk resetting every zone). These variants run the same ioctls on
-// the libuv thread pool so the daemon's loop keeps serving its queues meanwhile; the
-// callback gets (error, result) on the loop thread.
+// to seconds (an SMR disk resetting every zone). These variants run the same calls on the
+// libuv thread pool so the daemon's loop keeps serving its queues meanwhile; the callback
+// gets (error, result) on the loop thread.
 class ZoneIoctlWorker : public Napi::AsyncWorker {
  public:
   ZoneIoctlWorker(const Napi::Function& callback, const char* name)
@@ -677,58 +714,35 @@ class ZoneIoctlWorker : public Napi::AsyncWorker {
 
 class ReportZonesWorker : public ZoneIoctlWorker {
  public:
-  ReportZonesWorker(const Napi::Function& callback, int fd, uint64_t sector, Napi::Uint8Array buf)
+  ReportZonesWorker(const Napi::Function& callback, const ReportZonesCall& call, Napi::Uint8Array buf)
       : ZoneIoctlWorker(callback, "blkReportZonesAsync"),
-        fd_(fd),
-        sector_(sector),
-        data_(buf.Data()),
-        length_(buf.ByteLength()),
+        call_(call),
         // Holds the buffer (and so its memory) until the ioctl is done with it.
         keep_(Napi::Persistent(buf)) {}
 
   void Execute() override {
-    blk_zone_report header{};
-    header.sector = sector_;
-    header.nr_zones = static_cast<uint32_t>((length_ - sizeof header) / sizeof(blk_zone));
-    memcpy(data_, &header, sizeof header);
-    if (ioctl(fd_, BLKREPORTZONE, data_) < 0) {
-      err_ = errno;
-      detail_ = "fd=" + Str(fd_) + ", BLKREPORTZONE, sector=" + std::to_string(sector_) +
-                ", nr_zones=" + Str(header.nr_zones);
-      return;
-    }
-    memcpy(&header, data_, sizeof header);
-    zones_ = header.nr_zones;
+    err_ = call_.Run();
+    if (err_ != 0) detail_ = call_.Detail();
   }
-
-  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, zones_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, call_.zones); }
 
  private:
-  int fd_;
-  uint64_t sector_;
-  void* data_;
-  size_t length_;
+  ReportZonesCall call_;
   Napi::Reference<Napi::Uint8Array> keep_;
-  uint32_t zones_ = 0;
 };
 
 class ZoneMgmtWorker : public ZoneIoctlWorker {
  public:
-  ZoneMgmtWorker(const Napi::Function& callback, int fd, const ZoneOp* op, uint64_t sector, uint64_t nrSectors)
-      : ZoneIoctlWorker(callback, "blkZoneMgmtAsync"), fd_(fd), op_(op), range_{sector, nrSectors} {}
+  ZoneMgmtWorker(const Napi::Function& callback, const ZoneMgmtCall& call)
+      : ZoneIoctlWorker(callback, "blkZoneMgmtAsync"), call_(call) {}
 
   void Execute() override {
-    if (ioctl(fd_, op_->request, &range_) < 0) {
-      err_ = errno;
-      detail_ = "fd=" + Str(fd_) + ", BLK" + op_->name + "ZONE, sector=" + std::to_string(range_.sector) +
-                ", nr_sectors=" + std::to_string(range_.nr_sectors);
-    }
+    err_ = call_.Run();
+    if (err_ != 0) detail_ = call_.Detail();
   }
 
  private:
-  int fd_;
-  const ZoneOp* op_;
-  blk_zone_range range_;
+  ZoneMgmtCall call_;
 };
 
 // Punching a hole into a file on tmpfs frees every page of the range, ~40 ms for 256 MiB:
@@ -762,37 +776,20 @@ Napi::Value FallocateAsync(const Napi::CallbackInfo& info) {
 // blkReportZonesAsync(fd, sector, buf, callback(err, zones)): BlkReportZones off the loop.
 Napi::Value BlkReportZonesAsync(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  uint64_t sector = static_cast<uint64_t>(a.Int(1));
-  Napi::Uint8Array buf = a.Bytes(2);
+  ReportZonesCall call;
   a.Check(3, info[3].IsFunction());
-  if (!a.Ok()) return Napi::Value();
-  if (buf.ByteLength() < sizeof(blk_zone_report) + sizeof(blk_zone)) {
-    Napi::TypeError::New(info.Env(), "native addon: report buffer too small").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
-  (new ReportZonesWorker(info[3].As<Napi::Function>(), fd, sector, buf))->Queue();
+  if (!ReportZonesCall::From(info, a, &call)) return Napi::Value();
+  (new ReportZonesWorker(info[3].As<Napi::Function>(), call, info[2].As<Napi::Uint8Array>()))->Queue();
   return info.Env().Undefined();
 }
 
 // blkZoneMgmtAsync(fd, request, sector, nrSectors, callback(err)): BlkZoneMgmt off the loop.
 Napi::Value BlkZoneMgmtAsync(const Napi::CallbackInfo& info) {
   Args a(info);
-  int fd = a.Fd(0);
-  int64_t request = a.Int(1);
-  uint64_t sector = static_cast<uint64_t>(a.Int(2));
-  uint64_t nrSectors = static_cast<uint64_t>(a.Int(3));
+  ZoneMgmtCall call;
   a.Check(4, info[4].IsFunction());
-  if (!a.Ok()) return Napi::Value();
-  const ZoneOp* op = nullptr;
-  for (const ZoneOp& candidate : kZoneOps) {
-    if (static_cast<int64_t>(candidate.request) == request) op = &candidate;
-  }
-  if (op == nullptr) {
-    Napi::TypeError::New(info.Env(), "native addon: unknown zone op").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
-  (new ZoneMgmtWorker(info[4].As<Napi::Function>(), fd, op, sector, nrSectors))->Queue();
+  if (!ZoneMgmtCall::From(info, a, &call)) return Napi::Value();
+  (new ZoneMgmtWorker(info[4].As<Napi::Function>(), call))->Queue();
   return info.Env().Undefined();
 }
 

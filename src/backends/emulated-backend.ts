@@ -89,7 +89,7 @@ export class EmulatedBackend implements Backend {
     return new Promise<ZoneResult>((resolve) => {
       const r = this.engine.beginWrite(sector, bytes >>> SECTOR_SHIFT, resolve);
       if (r !== ZoneResult.OK) { resolve(r); return; }
-      this.transfer(this.engine.opZone, sector, iov, resolve);
+      this.transfer(this.engine.opZone, sector, iov, bytes, resolve);
     });
   }
 
@@ -104,17 +104,17 @@ export class EmulatedBackend implements Backend {
       const r = this.engine.beginAppend(zoneSector, bytes >>> SECTOR_SHIFT, done);
       target = this.engine.opSector;
       if (r !== ZoneResult.OK) { done(r); return; }
-      this.transfer(this.engine.opZone, target, iov, done);
+      this.transfer(this.engine.opZone, target, iov, bytes, done);
     });
   }
 
   /** Move the data of an allowed write; zone -1 = untracked (conventional or empty write). */
-  private transfer(zone: number, sector: number, iov: IoVec, resolve: Resolver): void {
+  private transfer(zone: number, sector: number, iov: IoVec, bytes: number, resolve: Resolver): void {
     if (zone >= 0 && this.discarding.size !== 0) {
       const waiting = this.discarding.get(zone);
-      if (waiting !== undefined) { waiting.push(() => this.transfer(zone, sector, iov, resolve)); return; }
+      if (waiting !== undefined) { waiting.push(() => this.transfer(zone, sector, iov, bytes, resolve)); return; }
     }
-    if (iov.length === 0 || iovBytes(iov) === 0) {
+    if (bytes === 0) {
       if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK);
       return;
     }

@@ -10,6 +10,7 @@ import { ZoneType } from '../zoned/types.js';
 import * as native from '../native/index.js';
 import type { IoVec } from './backend.js';
 import { EmulatedBackend } from './emulated-backend.js';
+import { iovBytes, iovSlice } from './iovec.js';
 import {
   HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
   imageLayout, serialFromUuid, type ImageHeader, type ZoneEntry,
@@ -21,9 +22,7 @@ function readvAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void
   return new Promise((resolve, reject) => {
     io.read(fd, iov, pos, (err, n) => {
       if (err) { reject(err); return; }
-      let total = 0;
-      for (const b of iov) total += b.byteLength;
-      if (n === total) { resolve(); return; }
+      if (n === iovBytes(iov)) { resolve(); return; }
       // Short read: retry the rest synchronously-simple way; EOF reads as zeroes.
       finishShort(fd, iov, pos, n).then(resolve, reject);
     });
@@ -49,18 +48,11 @@ function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<voi
   return new Promise((resolve, reject) => {
     io.write(fd, iov, pos, (err, n) => {
       if (err) { reject(err); return; }
-      let total = 0;
-      for (const b of iov) total += b.byteLength;
+      const total = iovBytes(iov);
       if (n === total) { resolve(); return; }
-      // A short write (disk full mid-way) is retried once for the rest, which reports the error.
-      let skip = n;
-      const rest: Uint8Array[] = [];
-      for (const b of iov) {
-        if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
-        rest.push(b.subarray(skip));
-        skip = 0;
-      }
-      writevAll(io, fd, rest, pos + n).then(resolve, reject);
+      // A short write (disk full mid-way) is retried for the rest, which reports the error.
+      if (n === 0) { reject(new ZbdError('EIMAGE', `write of ${total} bytes at offset ${pos} wrote nothing`, pos)); return; }
+      writevAll(io, fd, iovSlice(iov, n, total), pos + n).then(resolve, reject);
     });
   });
 }

@@ -28,29 +28,23 @@ export function iovFill(iov: IoVec, value: number): void {
 
 /** Copy `src` into iov starting at byte `offset` of the iov; returns bytes copied. */
 export function iovWrite(iov: IoVec, offset: number, src: Uint8Array): number {
-  let pos = 0, done = 0;
-  for (const b of iov) {
-    const end = pos + b.byteLength;
-    if (end > offset && done < src.byteLength) {
-      const at = Math.max(offset - pos, 0);
-      const n = Math.min(b.byteLength - at, src.byteLength - done);
-      b.set(src.subarray(done, done + n), at);
-      done += n;
-    }
-    pos = end;
-  }
-  return done;
+  return iovCopy(iov, offset, src, true);
 }
 
 /** Copy bytes [offset, offset+dst.length) of iov into dst; returns bytes copied. */
 export function iovRead(iov: IoVec, offset: number, dst: Uint8Array): number {
+  return iovCopy(iov, offset, dst, false);
+}
+
+/** Copies between `flat` and the iov bytes from `offset` on, in either direction. */
+function iovCopy(iov: IoVec, offset: number, flat: Uint8Array, intoIov: boolean): number {
   let pos = 0, done = 0;
   for (const b of iov) {
     const end = pos + b.byteLength;
-    if (end > offset && done < dst.byteLength) {
+    if (end > offset && done < flat.byteLength) {
       const at = Math.max(offset - pos, 0);
-      const n = Math.min(b.byteLength - at, dst.byteLength - done);
-      dst.set(b.subarray(at, at + n), done);
+      const n = Math.min(b.byteLength - at, flat.byteLength - done);
+      if (intoIov) b.set(flat.subarray(done, done + n), at); else flat.set(b.subarray(at, at + n), done);
       done += n;
     }
     pos = end;
