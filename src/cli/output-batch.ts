@@ -1,0 +1,56 @@
+// Output gathered into chunks of 64 KiB for one write each, and handed on only as fast as
+// the destination takes it: a report into a pipe read by `less` or `grep` waits for the
+// reader instead of queueing the whole report in memory. Writers put bytes straight into
+// the chunk (buf at pos) after ensure(), or add() text.
+import type { Out } from './image-commands.js';
+
+/** Bytes gathered before a write: one pipe buffer's worth. */
+const CHUNK = 64 * 1024;
+
+export class OutputBatch {
+  /** The chunk being filled; write at `pos`, then advance `pos`. */
+  buf = Buffer.allocUnsafeSlow(CHUNK);
+  pos = 0;
+  private pending: Promise<void> | undefined;
+
+  constructor(private readonly out: Out) {}
+
+  /** Make room for n more bytes at pos (n ≤ 64 KiB), handing the full chunk on if needed. */
+  ensure(n: number): void {
+    if (this.pos + n > CHUNK) this.writeOut();
+  }
+
+  add(text: string): void {
+    const max = Buffer.byteLength(text);
+    if (max > CHUNK) {
+      this.writeOut();
+      this.send(Buffer.from(text));
+      return;
+    }
+    this.ensure(max);
+    this.pos += this.buf.write(text, this.pos);
+  }
+
+  /** Hand on what is gathered; resolves when the destination takes more (at once unless it is full). */
+  async flush(): Promise<void> {
+    if (this.pos > 0) this.writeOut();
+    while (this.pending) await this.pending;
+  }
+
+  private writeOut(): void {
+    if (this.pos === 0) return;
+    const chunk = this.buf.subarray(0, this.pos);
+    // The destination may keep the chunk until written: fill a new one.
+    this.buf = Buffer.allocUnsafeSlow(CHUNK);
+    this.pos = 0;
+    this.send(chunk);
+  }
+
+  private send(chunk: Uint8Array): void {
+    const p = this.out.write(chunk);
+    if (p) {
+      const mine: Promise<void> = p.then(() => { if (this.pending === mine) this.pending = undefined; });
+      this.pending = mine;
+    }
+  }
+}
