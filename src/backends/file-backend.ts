@@ -390,8 +390,11 @@ function allocationOf(fd: number, header: ImageHeader): ImageAllocation {
 
 /** A preallocated image whose data area lost blocks (copied sparse, or reset by an old build) no longer has its space reserved. */
 function unreservedBytes(ins: { header: ImageHeader; allocation: ImageAllocation }): number {
-  if (ins.header.preallocation === 'off') return 0;
-  return Math.max(0, ins.allocation.capacityBytes - ins.allocation.allocatedBytes);
+  const h = ins.header;
+  if (h.preallocation === 'off') return 0;
+  // Header and zone table are allocated as written; the gap up to the data area is a hole.
+  const metaBytes = Math.ceil((h.zoneTableOffset + h.geometry.nrZones * ZONE_ENTRY_SIZE) / HEADER_BLOCK) * HEADER_BLOCK;
+  return Math.max(0, ins.allocation.capacityBytes - (ins.allocation.allocatedBytes - metaBytes));
 }
 
 /** Read-only full consistency check: every problem, not just the first; the table is read a chunk at a time. */
@@ -454,7 +457,7 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
     fs.ftruncateSync(fd, ins.header.fileSize);
     done.push(`file: size set to ${ins.header.fileSize} bytes (was ${ins.actualFileSize})`);
   }
-  if (ins.header.preallocation !== 'off' && allocationOf(fd, ins.header).allocatedBytes < ins.allocation.capacityBytes) {
+  if (unreservedBytes(ins) > 0) {
     // KEEP_SIZE fills the holes only: allocated blocks and their data stay as they are.
     native.fallocate(fd, native.FALLOC_FL_KEEP_SIZE, ins.header.dataOffset, ins.allocation.capacityBytes);
     done.push(`data area: space allocated again (preallocation ${ins.header.preallocation})`);
