@@ -19,9 +19,10 @@ export interface Out {
   err(line: string): void;
   /**
    * Bulk output (a report of a million zones): returns a promise when the destination is
-   * full (a pipe whose reader is slower), to be awaited before writing more.
+   * full (a pipe whose reader is slower), to be awaited before writing more. `written` is
+   * called once the destination no longer needs `data` (the caller may reuse it).
    */
-  write(data: string | Uint8Array): Promise<void> | undefined;
+  write(data: string | Uint8Array, written?: () => void): Promise<void> | undefined;
 }
 
 /** Which CLI flag a geometry field comes from, so errors name what the user typed. */
@@ -171,9 +172,11 @@ async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<n
 
 /** Before a zone of the JSON report: ",\n" after the previous one, and the indent. Returns the position after. */
 function putJsonSeparator(batch: OutputBatch, firstZone: boolean): number {
+  const b = batch.buf;
   let pos = batch.pos;
-  if (!firstZone) { batch.buf[pos++] = 0x2c; batch.buf[pos++] = 0x0a; }
-  return pos + batch.buf.write('    ', pos, 'latin1');
+  if (!firstZone) { b[pos++] = 0x2c; b[pos++] = 0x0a; }
+  b[pos++] = 0x20; b[pos++] = 0x20; b[pos++] = 0x20; b[pos++] = 0x20;
+  return pos;
 }
 
 /** Zones asked of a host device per report call. */

@@ -29,7 +29,7 @@ function stdoutReady(): Promise<void> {
 const stdio: Out = {
   out: (l) => { process.stdout.write(l + '\n'); },
   err: (l) => { process.stderr.write(l + '\n'); },
-  write: (data) => (process.stdout.write(data) ? undefined : stdoutReady()),
+  write: (data, written) => (process.stdout.write(data, written && (() => written())) ? undefined : stdoutReady()),
 };
 
 /** A command defined in its own module (serve, bench). */

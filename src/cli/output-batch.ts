@@ -9,9 +9,11 @@ const CHUNK = 64 * 1024;
 
 export class OutputBatch {
   /** The chunk being filled; write at `pos`, then advance `pos`. */
-  buf = Buffer.allocUnsafeSlow(CHUNK);
+  buf: Buffer = Buffer.allocUnsafeSlow(CHUNK);
   pos = 0;
   private pending: Promise<void> | undefined;
+  /** Chunks the destination is done with, for reuse: a fresh 64 KiB per chunk costs a GC every few hundred. */
+  private readonly free: Buffer[] = [];
 
   constructor(private readonly out: Out) {}
 
@@ -39,15 +41,16 @@ export class OutputBatch {
 
   private writeOut(): void {
     if (this.pos === 0) return;
-    const chunk = this.buf.subarray(0, this.pos);
-    // The destination may keep the chunk until written: fill a new one.
-    this.buf = Buffer.allocUnsafeSlow(CHUNK);
+    const full = this.buf;
+    // The destination may keep the chunk until written: fill another meanwhile.
+    this.buf = this.free.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+    const n = this.pos;
     this.pos = 0;
-    this.send(chunk);
+    this.send(full.subarray(0, n), () => { if (this.free.length < 4) this.free.push(full); });
   }
 
-  private send(chunk: Uint8Array): void {
-    const p = this.out.write(chunk);
+  private send(chunk: Uint8Array, written?: () => void): void {
+    const p = this.out.write(chunk, written);
     if (p) {
       const mine: Promise<void> = p.then(() => { if (this.pending === mine) this.pending = undefined; });
       this.pending = mine;

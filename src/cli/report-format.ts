@@ -11,13 +11,16 @@ const HEX_DIGITS = Uint8Array.from('0123456789abcdef', (c) => c.charCodeAt(0));
 function putHex(buf: Uint8Array, pos: number, v: number, width: number): number {
   buf[pos++] = 0x30; // 0
   buf[pos++] = 0x78; // x
+  // Integer arithmetic on 32-bit halves: a million lines, four numbers each.
+  const hi = Math.floor(v / 0x100000000), lo = v >>> 0;
   let digits = 1;
-  for (let x = v; x >= 16; x = Math.floor(x / 16)) digits++;
+  if (hi > 0) for (let x = hi; x >= 16; x >>>= 4) digits++;
+  else for (let x = lo; x >= 16; x >>>= 4) digits++;
+  if (hi > 0) digits += 8;
   const w = digits > width ? digits : width;
-  for (let i = w - 1; i >= 0; i--) {
-    buf[pos + i] = HEX_DIGITS[v % 16];
-    v = Math.floor(v / 16);
-  }
+  let i = pos + w - 1;
+  for (let k = 0, x = lo; k < 8 && i >= pos; k++, x >>>= 4) buf[i--] = HEX_DIGITS[x & 15];
+  for (let x = hi; i >= pos; x >>>= 4) buf[i--] = HEX_DIGITS[x & 15];
   return pos + w;
 }
 
@@ -73,15 +76,24 @@ export function formatZoneLine(start: number, len: number, cap: number, wp: numb
   return Buffer.from(lineBuf.buffer, 0, end - 1).toString('latin1');
 }
 
-/** Write v (a safe integer ≥ 0) in decimal; returns the new position. */
-function putDec(buf: Uint8Array, pos: number, v: number): number {
-  let digits = 1;
-  for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
-  for (let i = digits - 1; i >= 0; i--) {
-    buf[pos + i] = 0x30 + (v % 10);
-    v = Math.floor(v / 10);
+/** Write x (0 ≤ x < 2^31) in decimal, at least `min` digits; returns the new position. */
+function putSmallDec(buf: Uint8Array, pos: number, x: number, min: number): number {
+  let digits = x < 1e5 ? (x < 100 ? (x < 10 ? 1 : 2) : x < 1e3 ? 3 : x < 1e4 ? 4 : 5)
+    : x < 1e7 ? (x < 1e6 ? 6 : 7) : x < 1e8 ? 8 : x < 1e9 ? 9 : 10;
+  if (digits < min) digits = min;
+  for (let i = pos + digits - 1; i >= pos; i--) {
+    const q = (x / 10) | 0;
+    buf[i] = 0x30 + x - q * 10;
+    x = q;
   }
   return pos + digits;
+}
+
+/** Write v (a safe integer ≥ 0) in decimal; returns the new position. */
+function putDec(buf: Uint8Array, pos: number, v: number): number {
+  if (v < 1e9) return putSmallDec(buf, pos, v, 1);
+  const hi = Math.floor(v / 1e9);
+  return putSmallDec(buf, putDec(buf, pos, hi), v - hi * 1e9, 9);
 }
 
 const J_ZONE = Buffer.from('{"zone":'), J_START = Buffer.from(',"start":'), J_LEN = Buffer.from(',"len":'), J_CAP = Buffer.from(',"cap":'),
