@@ -37,6 +37,10 @@ export class OutputBatch {
   async flush(): Promise<void> {
     if (this.pos > 0) this.writeOut();
     while (this.pending) await this.pending;
+    // A destination that never asks for a pause (a file: synchronous writes) still reports
+    // its chunks written on a later tick: let it, so they come back for reuse instead of
+    // piling up behind a report that never yields.
+    await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   private writeOut(): void {
