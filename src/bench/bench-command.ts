@@ -1,14 +1,13 @@
 // `vhost-user-zbd bench`: qemu-storage-daemon and this daemon side by side on the same files,
 // driven by the same vhost-user load generator. Prints one table; optionally writes JSON,
-// a markdown section and the IOPS-vs-queue-depth plot.
+// a markdown section and the IOPS-vs-queue-depth plot. A tool apart from the daemon: the CLI
+// loads this module only when `bench` is asked for, and it imports nothing from cli/.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Argv } from 'yargs';
+import yargs from 'yargs';
 import { ZbdError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseSize } from '../zoned/geometry.js';
-import type { CommandModule } from '../cli/main.js';
-import type { Out } from '../cli/image-commands.js';
 import { qdPlotSvg } from './plot.js';
 import { markdownReport, textReport } from './report.js';
 import { ALL_GROUPS, runSuite, type Group, type SuiteOptions } from './suite.js';
@@ -79,7 +78,10 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
   };
 }
 
-export async function bench(a: BenchArgs, o: Out): Promise<number> {
+/** Where the report goes (the CLI's stdout and stderr). */
+export interface Printer { out(line: string): void; err(line: string): void }
+
+export async function bench(a: BenchArgs, o: Printer): Promise<number> {
   const log = createLogger(a.logLevel);
   const opts = suiteOptions(a);
   if (opts.queueSize < 4 || opts.queueSize > 1024 || (opts.queueSize & (opts.queueSize - 1)) !== 0) {
@@ -101,8 +103,14 @@ export async function bench(a: BenchArgs, o: Out): Promise<number> {
 
 const numOpt = (v: unknown): number | undefined => (v === undefined ? undefined : Number(v));
 
-export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('bench',
-  'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)', (c) => c
+export const BENCH_DESCRIPTION = 'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)';
+
+/** `vhost-user-zbd bench ARGS`: parses ARGS and runs the suite; usage errors are thrown (ZbdError or YError). */
+export async function benchMain(argv: string[], o: Printer): Promise<number> {
+  let code = 0;
+  await yargs(argv)
+    .scriptName('vhost-user-zbd bench')
+    .usage(`$0 [options]\n\n${BENCH_DESCRIPTION}.`)
     .option('quick', { type: 'boolean', default: false, describe: 'CI-sized smoke run: short runs, one repetition, no queue-depth sweep or multiqueue' })
     .option('dir', { type: 'string', describe: 'scratch directory for the files and sockets, on tmpfs (default: a private directory in /dev/shm, removed afterwards)' })
     .option('backend', { choices: ['file', 'memory'] as const, default: 'file' as const, describe: 'memory: only this daemon, on a RAM disk' })
@@ -123,9 +131,21 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
     .option('json', { type: 'string', describe: 'write all results as JSON' })
     .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
     .option('plot', { type: 'string', describe: 'write IOPS vs queue depth as SVG' })
-    .option('log-level', { choices: ['info', 'warn', 'silent'] as const, default: 'info' as const, describe: 'progress log on stderr' }),
-(a) => done(bench({
-  quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
-  queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
-  daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
-}, o)));
+    .option('log-level', { choices: ['info', 'warn', 'silent'] as const, default: 'info' as const, describe: 'progress log on stderr' })
+    .strict()
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => { throw err ?? new ZbdError('EARG', msg, undefined); })
+    .command('$0', false, () => {}, async (a) => {
+      code = await bench({
+        quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
+        queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
+        daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json,
+        markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
+      }, o);
+    })
+    .parseAsync();
+  return code;
+}
