@@ -1,12 +1,15 @@
-// Starting and stopping the daemons under test. Both serve the same file in /dev/shm through
-// the page cache (QSD: cache.direct=off, no O_DIRECT; ours: buffered reads and writes), and
-// neither is asked to flush: the comparison is of the request path, not of the storage.
+// Starting and stopping the daemons under test. Both serve the same file through the page
+// cache (QSD: cache.direct=off, no O_DIRECT; ours: buffered reads and writes), and neither is
+// asked to flush: the comparison is of the request path, not of the storage.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type DaemonKind = 'qsd' | 'ours';
+/** qemu-storage-daemon's file AIO modes (its blockdev `aio=`). */
+export type QsdAio = 'threads' | 'io_uring';
+export const QSD_AIO: readonly QsdAio[] = ['threads', 'io_uring'];
 
 export interface DaemonSpec {
   kind: DaemonKind;
@@ -21,7 +24,7 @@ export interface DaemonSpec {
   /** QSD: `null-co` serves a block device that does no I/O at all (load generator ceiling). */
   qsdDriver?: 'file' | 'null-co';
   /** QSD file driver AIO mode (default: QSD's own default, threads). */
-  qsdAio?: 'threads' | 'io_uring';
+  qsdAio?: QsdAio;
   /** Extra `node` flags for our daemon (e.g. --cpu-prof). */
   nodeArgs?: string[];
   /** Extra environment for the daemon. */
