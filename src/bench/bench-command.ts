@@ -10,8 +10,8 @@ import { createLogger } from '../log.js';
 import { parseSize } from '../zoned/geometry.js';
 import { qdPlotSvg } from './plot.js';
 import { markdownReport, textReport } from './report.js';
-import { QSD_AIO, type QsdAio } from './daemons.js';
-import { ALL_GROUPS, ALL_HOMES, runSuite, type FileHome, type Group, type SuiteOptions } from './suite.js';
+import { killDaemons, QSD_AIO, type QsdAio } from './daemons.js';
+import { ALL_GROUPS, ALL_HOMES, removeScratch, runSuite, type FileHome, type Group, type SuiteOptions } from './suite.js';
 
 export interface BenchArgs {
   quick: boolean;
@@ -99,7 +99,20 @@ export async function bench(a: BenchArgs, o: Printer): Promise<number> {
     throw new ZbdError('EARG', `--queue-size ${opts.queueSize} must be a power of two from 4 to 1024`, opts.queueSize);
   }
   log.info({ groups: opts.groups, durationMs: opts.durationMs, reps: opts.reps, dir: opts.dir, backend: opts.backend }, 'benchmark starting');
-  const result = await runSuite({ ...opts, log });
+  // Interrupted: no daemon and no gigabyte of scratch file left behind.
+  const interrupted = (sig: NodeJS.Signals): void => {
+    killDaemons();
+    removeScratch();
+    o.err(`vhost-user-zbd bench: interrupted by ${sig}`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+  let result;
+  try {
+    result = await runSuite({ ...opts, log });
+  } finally {
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+  }
   for (const l of textReport(result)) o.out(l);
   if (a.json) fs.writeFileSync(a.json, JSON.stringify(result, null, 2) + '\n');
   if (a.markdown) fs.writeFileSync(a.markdown, markdownReport(result));

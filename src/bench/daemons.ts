@@ -73,6 +73,15 @@ export function daemonCommand(spec: DaemonSpec): { cmd: string; args: string[] }
   return { cmd: process.execPath, args };
 }
 
+/** Daemons started and not stopped yet: an interrupted benchmark kills them (killDaemons). */
+const live = new Set<ChildProcess>();
+
+/** Kills every daemon still running (the benchmark was interrupted). */
+export function killDaemons(): void {
+  for (const c of live) c.kill('SIGKILL');
+  live.clear();
+}
+
 const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 
 async function waitForSocket(p: string, child: ChildProcess, stderr: () => string, timeoutMs = 15_000): Promise<void> {
@@ -93,6 +102,8 @@ export async function startDaemon(spec: DaemonSpec): Promise<RunningDaemon> {
   fs.rmSync(spec.socket, { force: true });
   const { cmd, args } = daemonCommand(spec);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...spec.env } });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let err = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => { if (err.length < 20_000) err += d; });

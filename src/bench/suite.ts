@@ -182,7 +182,11 @@ export function runLoadChild(job: LoadJob): Promise<LoadResult> {
   });
 }
 
-/** A raw file of fileSize bytes of random data (reads then hit real, distinct pages). */
+/**
+ * A raw file of fileSize bytes of random data (reads then hit real, distinct pages), written
+ * back before the runs: on a disk filesystem the writeback of a fresh gigabyte would
+ * otherwise run under the first workloads (and stall their writes). Its pages stay cached.
+ */
 function prepareRawFile(file: string, size: number): void {
   if (fs.existsSync(file) && fs.statSync(file).size === size) return;
   const fd = fs.openSync(file, 'w');
@@ -192,6 +196,7 @@ function prepareRawFile(file: string, size: number): void {
       randomFillSync(chunk);
       fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
     }
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -229,21 +234,28 @@ export function filesystemName(dir: string): string {
   return FS_NAMES.get(t) ?? `fs 0x${t.toString(16)}`;
 }
 
+/** Private directories of a running suite: removed afterwards, or by removeScratch when interrupted. */
+const scratch = new Set<string>();
+
+export function removeScratch(): void {
+  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true });
+  scratch.clear();
+}
+
 export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
   // Private directories, so two benchmarks (or a benchmark and the test suite's smoke run)
   // never share files; removed afterwards.
   const made: string[] = [];
+  const track = (d: string): string => { made.push(d); scratch.add(d); return d; };
   try {
     let dir = opts.dir;
     if (dir === undefined) {
       const base = fs.existsSync('/dev/shm') ? '/dev/shm' : (await import('node:os')).tmpdir();
-      dir = fs.mkdtempSync(path.join(base, 'vuzbd-bench-'));
-      made.push(dir);
+      dir = track(fs.mkdtempSync(path.join(base, 'vuzbd-bench-')));
     }
     let diskDir = '';
     if (opts.backend === 'file' && opts.homes.includes('disk')) {
-      diskDir = fs.mkdtempSync(path.join(opts.diskDir ?? '/var/tmp', 'vuzbd-bench-'));
-      made.push(diskDir);
+      diskDir = track(fs.mkdtempSync(path.join(opts.diskDir ?? '/var/tmp', 'vuzbd-bench-')));
       const name = filesystemName(diskDir);
       if (name === 'tmpfs' || name === 'ramfs') {
         throw new Error(`--disk-dir ${opts.diskDir ?? '/var/tmp'} is on ${name}, not a disk filesystem (give one on ext4, xfs, btrfs...)`);
@@ -251,7 +263,7 @@ export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
     }
     return await runSuiteIn({ ...opts, dir, diskDir });
   } finally {
-    for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+    for (const d of made) { fs.rmSync(d, { recursive: true, force: true }); scratch.delete(d); }
   }
 }
 
