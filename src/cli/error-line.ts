@@ -56,6 +56,27 @@ export function hostErrorAdvice(errno: string, command: string, file: string, va
   }
 }
 
+/** What to do when the host refuses the --socket path. */
+function socketAdvice(errno: string): string | undefined {
+  switch (errno) {
+    case 'ENOENT': case 'ENOTDIR': return "create the socket's directory first, or choose another --socket path";
+    case 'EACCES': case 'EPERM': case 'EROFS': return 'choose a --socket path in a directory you may write in';
+    case 'ENAMETOOLONG': return 'choose a shorter --socket path (a Unix socket path holds at most 107 bytes)';
+    default: return undefined;
+  }
+}
+
+/** What to do when the host refuses a --device. */
+function deviceAdvice(errno: string): string | undefined {
+  switch (errno) {
+    case 'ENOENT': case 'ENXIO': case 'ENODEV': return 'check the device path (lsblk lists the block devices)';
+    case 'EACCES': case 'EPERM': return 'run as root, or as a user allowed to open the device (the disk group)';
+    case 'EBUSY': return 'the device is in use (mounted, or opened exclusively by another process): release it first';
+    case 'EROFS': return 'serve it with --read-only';
+    default: return undefined;
+  }
+}
+
 function withAdvice(prefix: string, reason: string, advice: string | undefined): string {
   return `${prefix}: ${reason}${advice ? `; ${advice}` : ''}`;
 }
@@ -76,9 +97,8 @@ export function errorLine(command: string | undefined, err: unknown, userPath?: 
     }
     // A socket or device the host refused: the cause carries the errno.
     const causeErrno = errnoNameOf(err.cause) ?? errnoNameOf(err);
-    if ((err.code === 'ESOCKET' || err.code === 'ENATIVE' || err.code === 'EDEVICE') && causeErrno) {
-      return { line: withAdvice(prefix, err.message, hostErrorAdvice(causeErrno, command ?? '', userPath ?? '')), code: 1 };
-    }
+    if (err.code === 'ESOCKET' && causeErrno) return { line: withAdvice(prefix, err.message, socketAdvice(causeErrno)), code: 1 };
+    if ((err.code === 'ENATIVE' || err.code === 'EDEVICE') && causeErrno) return { line: withAdvice(prefix, err.message, deviceAdvice(causeErrno)), code: 1 };
     const flag = flagForError(err);
     return { line: `${prefix}: ${flag ? `${flag}: ` : ''}${err.message}`, code: err.code === 'EARG' || err.code === 'EZONEGEOM' ? 2 : 1 };
   }
