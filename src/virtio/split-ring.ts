@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
-import { memoryBarrier, writeCounter } from '../native/index.js';
+import { memoryBarrier } from '../native/index.js';
 import { PooledChain } from './descriptor-chain.js';
 import type { DescChain, VirtQueueHandle } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
@@ -62,11 +62,18 @@ export interface SplitRingStats {
   suppressed: number;
 }
 
+/** Where used-buffer notifications go (the transport's call fd, which it alone owns). */
+export interface CallSignal {
+  /** Interrupts the guest; false when there is no call fd or the write failed. */
+  signal(): boolean;
+}
+
 export interface SplitRingOptions {
   index: number;
   size: number;
   log: Logger;
   maxChainBytes?: number;
+  call?: CallSignal;
   /** Called once when a guest bug stops the queue (the connection signals the err fd). */
   onBroken?: (ring: SplitRing, reason: string) => void;
 }
@@ -82,13 +89,12 @@ export class SplitRing implements VirtQueueHandle {
   private readonly log: Logger;
   private readonly maxChainBytes: number;
   private readonly onBroken?: (ring: SplitRing, reason: string) => void;
+  private readonly call: CallSignal | undefined;
 
   /** Next avail ring slot to consume (free-running u16). */
   lastAvailIdx = 0;
   /** Our copy of used.idx including unpublished entries (free-running u16). */
   usedIdx = 0;
-  /** Call fd (eventfd or UML socketpair end) or -1 for none. Owned by the connection. */
-  callFd = -1;
   /** VIRTIO_RING_F_EVENT_IDX negotiated. */
   eventIdx = false;
   /** Ring may be popped (started and enabled). Pushes work regardless so in-flight requests can finish. */
@@ -128,6 +134,7 @@ export class SplitRing implements VirtQueueHandle {
     this.log = opts.log;
     this.maxChainBytes = opts.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES;
     this.onBroken = opts.onBroken;
+    this.call = opts.call;
     this.pool = new Array<PooledChain>(size);
     for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(this, i);
   }
@@ -378,15 +385,7 @@ export class SplitRing implements VirtQueueHandle {
 
   /** Signals the call fd unconditionally (after a restart, or for tests). */
   signal(): void {
-    if (this.callFd < 0) return;
-    try {
-      writeCounter(this.callFd, 1);
-      this.stats.notified++;
-    } catch (err) {
-      // A front-end that closed its end of a socketpair call fd is going away; the
-      // disconnect path cleans up. Never let it escape into device code.
-      this.log.warn({ queue: this.index, err }, 'call fd write failed');
-    }
+    if (this.call?.signal()) this.stats.notified++;
   }
 
   /** Publishes pushed entries without the notification decision (ring being stopped). */
