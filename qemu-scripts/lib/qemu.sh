@@ -52,8 +52,9 @@ qg_escape() { printf '%s' "${1//,/,,}"; }
 #         space (up to the zoned fields): QEMU >= 10.2, the guest sees the zoned disk
 qg_disk_args() {
   local -n out=$1
-  local i=$2 sock=$3 queues=$4 kind=$5
-  out+=(-chardev "socket,id=vu$i,path=$(qg_escape "$sock")")
+  local i=$2 sock=$3 queues=$4 kind=$5 reconnect=${6:-}
+  # reconnect=SECS: QEMU reconnects to a restarted back-end (QEMU >= 9.2 also takes reconnect-ms).
+  out+=(-chardev "socket,id=vu$i,path=$(qg_escape "$sock")${reconnect:+,reconnect=$reconnect}")
   case "$kind" in
     blk) out+=(-device "vhost-user-blk-pci,chardev=vu$i,num-queues=$queues") ;;
     test) out+=(-device "vhost-user-test-device-pci,chardev=vu$i,virtio-id=2,num_vqs=$queues,vq_size=256,config_size=96") ;;

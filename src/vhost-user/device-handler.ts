@@ -6,11 +6,12 @@ import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { closeFd, sendMsg } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
+import { InflightRegion } from './inflight.js';
 import { MemoryLifecycle } from './memory-lifecycle.js';
 import type { MemoryTableOptions } from './memory-table.js';
 import {
-  BackendReq, encodeMessage, F_PROTOCOL_FEATURES, ProtocolFeature, VERSION, VRING_ADDR_F_LOG,
-  type MemRegionDesc, type VringAddr,
+  BackendReq, encodeMessage, F_PROTOCOL_FEATURES, MAX_SPLIT_QUEUE_SIZE, ProtocolFeature, VERSION, VRING_ADDR_F_LOG,
+  type InflightDesc, type MemRegionDesc, type VringAddr,
 } from './messages.js';
 import type { BackendRequests } from './request-handler.js';
 import { Vring } from './vring.js';
@@ -21,6 +22,8 @@ const bit = (n: number): bigint => 1n << BigInt(n);
 export const OFFERED_PROTOCOL_FEATURES =
   bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
   bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) |
+  // QEMU's vhost-user-blk keeps the region across a back-end restart (inflight.ts).
+  bit(ProtocolFeature.INFLIGHT_SHMFD) |
   // UML 6.12 allocates its device interrupt only when BACKEND_REQ is negotiated; without it
   // the vring call interrupt collides with the timer and virtio_blk fails to probe (-EBUSY).
   bit(ProtocolFeature.BACKEND_REQ);
@@ -50,6 +53,10 @@ export class DeviceHandler implements BackendRequests {
   private backendReqFd = -1;
   private owner = false;
   private closing = false;
+  /** Created by GET_INFLIGHT_FD, kept open until the front-end sends a region back. */
+  private offeredInflight: InflightRegion | null = null;
+  /** In use by the queues (SET_INFLIGHT_FD). */
+  private inflight: InflightRegion | null = null;
 
   constructor(opts: DeviceHandlerOptions) {
     this.device = opts.device;
@@ -116,6 +123,8 @@ export class DeviceHandler implements BackendRequests {
     await Promise.all(this.vrings.map((v) => v.stop()));
     if (this.closing) return;
     for (const v of this.vrings) v.reset();
+    // A reset device starts with a fresh region (QEMU asks for a new one after a reset).
+    this.dropInflight();
     this.ackedFeatures = 0n;
     this.device.reset();
   }
@@ -153,6 +162,41 @@ export class DeviceHandler implements BackendRequests {
   setVringCall(index: number, fd: number): void { this.vring(index).setCall(fd); }
   setVringErr(index: number, fd: number): void { this.vring(index).setErr(fd); }
   setVringEnable(index: number, enable: boolean): void { this.vring(index).setEnabled(enable); }
+
+  // --- inflight tracking -----------------------------------------------------------------------
+
+  getInflightFd(numQueues: number, queueSize: number): { desc: InflightDesc; fd: number } {
+    if (!this.hasProtocol(ProtocolFeature.INFLIGHT_SHMFD)) throw protoErr('INFLIGHT_SHMFD not negotiated', numQueues);
+    if (numQueues > this.vrings.length) throw protoErr(`num_queues ${numQueues} > ${this.vrings.length} queues`, numQueues);
+    if (queueSize > MAX_SPLIT_QUEUE_SIZE) throw protoErr(`queue_size ${queueSize} > ${MAX_SPLIT_QUEUE_SIZE}`, queueSize);
+    const region = InflightRegion.create(numQueues, queueSize, this.log);
+    this.offeredInflight?.close();
+    this.offeredInflight = region;
+    this.log.debug({ ...region.desc }, 'inflight region created');
+    return { desc: region.desc, fd: region.fd };
+  }
+
+  setInflightFd(desc: InflightDesc, fd: number): void {
+    if (!this.hasProtocol(ProtocolFeature.INFLIGHT_SHMFD)) throw protoErr('INFLIGHT_SHMFD not negotiated', fd);
+    if (desc.numQueues > this.vrings.length) {
+      throw protoErr(`num_queues ${desc.numQueues} > ${this.vrings.length} queues`, desc.numQueues);
+    }
+    const running = this.vrings.find((v) => v.isStarted);
+    if (running) throw protoErr(`queue ${running.index} is running`, running.index);
+    const region = InflightRegion.adopt(desc, fd, this.log);
+    this.dropInflight();
+    this.inflight = region;
+    this.vrings.forEach((v, i) => v.setInflight(region.queues[i] ?? null));
+    this.log.debug({ ...desc }, 'inflight region set');
+  }
+
+  private dropInflight(): void {
+    for (const v of this.vrings) v.setInflight(null);
+    this.inflight?.close();
+    this.inflight = null;
+    this.offeredInflight?.close();
+    this.offeredInflight = null;
+  }
 
   // --- config and the back-end channel ---------------------------------------------------------
 
@@ -203,6 +247,8 @@ export class DeviceHandler implements BackendRequests {
     })));
     for (const v of this.vrings) step(`queue ${v.index} fds`, () => v.dispose());
     this.memory.release((err) => this.log.error({ err }, 'teardown: unmap failed'));
+    // The front-end keeps its copy of the inflight region for the next back-end.
+    step('inflight region', () => this.dropInflight());
     step('back-end channel', () => {
       const fd = this.backendReqFd;
       this.backendReqFd = -1;

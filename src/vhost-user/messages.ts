@@ -325,6 +325,33 @@ export function decodeMemRegionMsg(msg: VhostUserMessage): MemRegionDesc {
   return decodeRegion(view(msg.payload), 8, msg, 0);
 }
 
+/** GET_INFLIGHT_FD / SET_INFLIGHT_FD: u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size (+4 padding). */
+export const INFLIGHT_DESC_SIZE = 24;
+
+export function decodeInflightDesc(msg: VhostUserMessage): InflightDesc {
+  expectSize(msg, INFLIGHT_DESC_SIZE);
+  const dv = view(msg.payload);
+  const d: InflightDesc = {
+    mmapSize: readSafeU64(dv, 0, msg, 'mmap_size'),
+    mmapOffset: readSafeU64(dv, 8, msg, 'mmap_offset'),
+    numQueues: dv.getUint16(16, true),
+    queueSize: dv.getUint16(18, true),
+  };
+  if (d.numQueues === 0) throw proto(msg, 'num_queues 0', 0);
+  if (d.queueSize === 0) throw proto(msg, 'queue_size 0', 0);
+  return d;
+}
+
+export function encodeInflightDesc(d: InflightDesc): Uint8Array {
+  const out = new Uint8Array(INFLIGHT_DESC_SIZE);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, BigInt(d.mmapSize), true);
+  dv.setBigUint64(8, BigInt(d.mmapOffset), true);
+  dv.setUint16(16, d.numQueues, true);
+  dv.setUint16(18, d.queueSize, true);
+  return out;
+}
+
 /** A message that must carry exactly one fd. */
 export function expectOneFd(msg: VhostUserMessage): void {
   if (msg.fds.length !== 1) throw proto(msg, `needs exactly one fd, got ${msg.fds.length}`, msg.fds.length);

@@ -4,10 +4,10 @@
 // BackendRequests (device-handler.ts); the session decides how the reply is sent.
 import { ZbdError } from '../errors.js';
 import {
-  decodeConfig, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringBase,
-  decodeVringEnable, decodeVringFdMsg, decodeVringNum, decodeVringState, encodeConfig, encodeU64,
+  decodeConfig, decodeInflightDesc, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringBase,
+  decodeVringEnable, decodeVringFdMsg, decodeVringNum, decodeVringState, encodeConfig, encodeInflightDesc, encodeU64,
   encodeVringState, expectNoFds, expectOneFd, expectSize, handOverFd, requestName, Req,
-  type MemRegionDesc, type VhostUserMessage, type VringAddr,
+  type InflightDesc, type MemRegionDesc, type VhostUserMessage, type VringAddr,
 } from './messages.js';
 
 /** The typed calls a front-end's requests turn into (one per request). */
@@ -39,9 +39,15 @@ export interface BackendRequests {
   getConfig(offset: number, size: number): Uint8Array;
   setConfig(offset: number, data: Uint8Array): void;
   setBackendReqFd(fd: number): void;
+  /** Creates the inflight region; returns its description and fd (the back-end keeps its own). */
+  getInflightFd(numQueues: number, queueSize: number): { desc: InflightDesc; fd: number };
+  setInflightFd(desc: InflightDesc, fd: number): void;
 }
 
-export type HandlerResult = Uint8Array | null | Promise<Uint8Array | null>;
+/** A reply with fds attached (GET_INFLIGHT_FD); the fds stay the back-end's (sendmsg copies them). */
+export interface ReplyWithFds { payload: Uint8Array; fds: number[] }
+export type Reply = Uint8Array | ReplyWithFds;
+export type HandlerResult = Reply | null | Promise<Reply | null>;
 
 function noPayload(m: VhostUserMessage): void {
   expectSize(m, 0);
@@ -56,7 +62,8 @@ function vringFd(m: VhostUserMessage, set: (index: number, fd: number) => void):
 
 /**
  * Handles one request. Returns the reply payload for requests that have their own reply,
- * null for the others, and a Promise for the few that wait for in-flight I/O.
+ * null for the others, a Promise for the few that wait for in-flight I/O, and a payload with
+ * fds for GET_INFLIGHT_FD.
  */
 export function handleRequest(m: VhostUserMessage, b: BackendRequests): HandlerResult {
   switch (m.request) {
@@ -158,6 +165,18 @@ export function handleRequest(m: VhostUserMessage, b: BackendRequests): HandlerR
       expectOneFd(m);
       handOverFd(m, 0, (fd) => b.setBackendReqFd(fd));
       return null;
+    case Req.GET_INFLIGHT_FD: {
+      expectNoFds(m);
+      const want = decodeInflightDesc(m);
+      const r = b.getInflightFd(want.numQueues, want.queueSize);
+      return { payload: encodeInflightDesc(r.desc), fds: [r.fd] };
+    }
+    case Req.SET_INFLIGHT_FD: {
+      const desc = decodeInflightDesc(m);
+      expectOneFd(m);
+      handOverFd(m, 0, (fd) => b.setInflightFd(desc, fd));
+      return null;
+    }
     default:
       if (requestName(m.request).startsWith('UNKNOWN')) {
         throw new ZbdError('EPROTO', `${requestName(m.request)}: unknown request`, m.request);

@@ -15,7 +15,7 @@ import {
   encodeMessage, encodeU64, FLAG_NEED_REPLY, hasOwnReply, ProtocolFeature, REPLY_FLAGS, requestName, VERSION,
   VERSION_MASK, type VhostUserMessage,
 } from './messages.js';
-import { handleRequest } from './request-handler.js';
+import { handleRequest, type Reply } from './request-handler.js';
 import type { Vring } from './vring.js';
 
 const EMPTY = new Uint8Array(0);
@@ -119,7 +119,7 @@ export class FrontendSession {
   }
 
   /** Sends the reply (own payload, REPLY_ACK, or failure) and closes fds nobody took. */
-  private finish(m: VhostUserMessage, err: unknown, reply: Uint8Array | null = null): void {
+  private finish(m: VhostUserMessage, err: unknown, reply: Reply | null = null): void {
     closeFds(m);
     const own = hasOwnReply(m.request);
     const ack = (m.flags & FLAG_NEED_REPLY) !== 0 && this.handler.hasProtocol(ProtocolFeature.REPLY_ACK);
@@ -136,9 +136,10 @@ export class FrontendSession {
     else if (ack) this.reply(m.request, encodeU64(0));
   }
 
-  private reply(request: number, payload: Uint8Array): void {
+  private reply(request: number, r: Reply): void {
     if (this.closing) return;
-    this.channel.send(encodeMessage(request, REPLY_FLAGS, payload));
+    if (r instanceof Uint8Array) this.channel.send(encodeMessage(request, REPLY_FLAGS, r));
+    else this.channel.send(encodeMessage(request, REPLY_FLAGS, r.payload), r.fds);
   }
 
   // --- teardown ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import { ZbdError } from '../errors.js';
 import { closeFd, FdPoller, readCounter, writeCounter } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import type { GuestMemory } from '../virtio/guest-memory.js';
-import { SplitRing, type CallSignal, type SplitRingAddrs } from '../virtio/split-ring.js';
+import { SplitRing, type CallSignal, type InflightLog, type SplitRingAddrs } from '../virtio/split-ring.js';
 
 const DRAIN_WARN_MS = 5000;
 
@@ -44,6 +44,8 @@ export class Vring implements CallSignal {
   private enabled = false;
   private eventIdx = false;
   private splitRing: SplitRing | null = null;
+  /** This queue's part of the inflight region (SET_INFLIGHT_FD), used from the next start. */
+  private inflight: InflightLog | null = null;
 
   constructor(opts: VringOptions) {
     this.index = opts.index;
@@ -79,6 +81,12 @@ export class Vring implements CallSignal {
     this.nextBase = base;
   }
 
+  /** SET_INFLIGHT_FD (null: none). Takes effect at the next start, as the front-end sends it before. */
+  setInflight(log: InflightLog | null): void {
+    this.inflight = log;
+    if (this.splitRing && !this.started) this.splitRing.inflight = log;
+  }
+
   setEventIdx(on: boolean): void {
     this.eventIdx = on;
     if (this.splitRing) this.splitRing.eventIdx = on;
@@ -89,7 +97,13 @@ export class Vring implements CallSignal {
    * takes `fd`, so a refused message changes nothing), then polls the fd and starts the ring.
    */
   setKick(fd: number): void {
-    if (!this.started) this.prepare();
+    if (!this.started) {
+      this.prepare();
+      // Recovery from an inflight region may refuse a corrupt one: still before the fd is taken.
+      this.splitRing!.start(this.nextBase);
+      this.started = true;
+      this.log.debug({ size: this.num, base: this.nextBase }, 'ring started');
+    }
     this.clearKick();
     this.kickFd = fd;
     this.kickPoller = new FdPoller(fd, 'r', (err) => {
@@ -107,12 +121,8 @@ export class Vring implements CallSignal {
       }
       this.kickIfRunnable();
     });
-    if (!this.started) {
-      this.splitRing!.start(this.nextBase);
-      this.started = true;
-      this.log.debug({ size: this.num, base: this.nextBase }, 'ring started');
-    }
-    // Guests may have queued requests before the kick fd existed: look once now.
+    // Guests may have queued requests before the kick fd existed (and resubmitted ones wait):
+    // look once now.
     this.kickIfRunnable();
   }
 
@@ -160,6 +170,7 @@ export class Vring implements CallSignal {
     const err = this.splitRing.attach(this.memory, this.addrs);
     if (err) throw queueErr(this.index, err, this.addrs);
     this.splitRing.eventIdx = this.eventIdx;
+    this.splitRing.inflight = this.inflight;
   }
 
   /** Re-resolves a running ring's addresses (memory table or addresses changed). */
@@ -256,6 +267,7 @@ export class Vring implements CallSignal {
     this.nextBase = 0;
     this.enabled = false;
     this.eventIdx = false;
+    this.inflight = null;
   }
 }
 

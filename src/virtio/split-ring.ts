@@ -68,6 +68,21 @@ export interface CallSignal {
   signal(): boolean;
 }
 
+/**
+ * Inflight tracking (vhost-user INFLIGHT_SHMFD) woven into pop and publish, in the order the
+ * protocol requires, so a restarted back-end can resubmit what was popped and not completed.
+ */
+export interface InflightLog {
+  /** A head was fetched from the avail ring: mark it in flight with the next fetch counter. */
+  popped(head: number): void;
+  /** These heads' used entries are written; used.idx is about to publish them as one batch. */
+  beforePublish(heads: Uint16Array, count: number): void;
+  /** used.idx now is `usedIdx`: the batch is no longer in flight. */
+  afterPublish(heads: Uint16Array, count: number, usedIdx: number): void;
+  /** Ring start: settles the last batch against used.idx; heads to resubmit, oldest first. */
+  recover(usedIdx: number, ringSize: number): number[];
+}
+
 export interface SplitRingOptions {
   index: number;
   size: number;
@@ -101,6 +116,8 @@ export class SplitRing implements VirtQueueHandle {
   active = false;
   /** Non-null once a guest bug stopped the queue. */
   broken: string | null = null;
+  /** Inflight tracking for the next start (null: none). */
+  inflight: InflightLog | null = null;
   readonly stats: SplitRingStats = { popped: 0, pushed: 0, malformed: 0, notified: 0, suppressed: 0 };
 
   private memory: GuestMemory | null = null;
@@ -121,6 +138,10 @@ export class SplitRing implements VirtQueueHandle {
   private readonly indirectDv: DataView = new DataView(this.indirectBuf.buffer);
   private readonly scratchViews: Uint8Array[] = [];
   private idleWaiters: Array<() => void> = [];
+  /** Heads pushed and not yet published (the batch the inflight log links), and their count. */
+  private readonly batch: Uint16Array;
+  /** Heads recovered from the inflight log at start, served before the avail ring. */
+  private resubmit: number[] = [];
 
   constructor(opts: SplitRingOptions) {
     assertLittleEndian();
@@ -135,6 +156,7 @@ export class SplitRing implements VirtQueueHandle {
     this.maxChainBytes = opts.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES;
     this.onBroken = opts.onBroken;
     this.call = opts.call;
+    this.batch = new Uint16Array(size);
     this.pool = new Array<PooledChain>(size);
     for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(this, i);
   }
@@ -175,7 +197,9 @@ export class SplitRing implements VirtQueueHandle {
 
   /**
    * (Re)start at `base` (SET_VRING_BASE): used.idx is taken from the ring, as after a restart
-   * the guest's used ring is the truth for what completed.
+   * the guest's used ring is the truth for what completed. With an inflight log the requests
+   * popped and not completed before a crash are resubmitted first, and the avail ring is
+   * resumed after them (base is then what the front-end restored: the used index).
    */
   start(base: number): void {
     this.epoch++;
@@ -190,6 +214,17 @@ export class SplitRing implements VirtQueueHandle {
     this.unpublished = 0;
     this.signalledValid = false;
     this.broken = null;
+    this.resubmit = [];
+    if (this.inflight && this.memory) {
+      const heads = this.inflight.recover(this.usedIdx, this.size);
+      const next = (this.usedIdx + heads.length) & 0xffff;
+      if (heads.length > 0 || next !== this.lastAvailIdx) {
+        this.log.info({ queue: this.index, resubmit: heads.length, base: this.lastAvailIdx, usedIdx: this.usedIdx, next },
+          'inflight: resuming after the requests in flight at the last stop');
+      }
+      this.lastAvailIdx = next;
+      this.resubmit = heads.reverse();
+    }
   }
 
   private fail(reason: string): void {
@@ -209,6 +244,7 @@ export class SplitRing implements VirtQueueHandle {
 
   pop(): DescChain | null {
     if (!this.active || this.broken !== null || this.memory === null) return null;
+    if (this.resubmit.length > 0) return this.popResubmitted(this.resubmit.pop()!, this.memory);
     const last = this.lastAvailIdx;
     let availIdx = this.availDv.getUint16(this.availOff + 2, true);
     if (availIdx === last) {
@@ -238,12 +274,27 @@ export class SplitRing implements VirtQueueHandle {
       return null;
     }
     this.lastAvailIdx = (last + 1) & 0xffff;
+    this.inflight?.popped(head);
+    return this.take(c, this.memory);
+  }
+
+  /** A head the inflight log says was popped before a restart (still marked, same counter). */
+  private popResubmitted(head: number, mem: GuestMemory): DescChain | null {
+    const c = this.pool[head];
+    if (c.inFlight) {
+      this.fail(`resubmitted head ${head} is already in flight`);
+      return null;
+    }
+    return this.take(c, mem);
+  }
+
+  private take(c: PooledChain, mem: GuestMemory): PooledChain {
     c.reset();
     c.inFlight = true;
     c.epoch = this.epoch;
     this.inFlightCount++;
     this.stats.popped++;
-    this.walk(c, this.memory);
+    this.walk(c, mem);
     return c;
   }
 
@@ -349,6 +400,7 @@ export class SplitRing implements VirtQueueHandle {
       this.usedDv.setUint32(slot, c.head, true);
       this.usedDv.setUint32(slot + 4, len, true);
       this.usedIdx = (this.usedIdx + 1) & 0xffff;
+      this.batch[this.unpublished] = c.head;
       this.unpublished++;
       this.stats.pushed++;
     }
@@ -361,10 +413,13 @@ export class SplitRing implements VirtQueueHandle {
 
   notify(): void {
     if (this.unpublished === 0 || this.memory === null) return;
+    const n = this.unpublished;
     this.unpublished = 0;
+    this.inflight?.beforePublish(this.batch, n);
     // Used elements must be visible before the index that publishes them.
     memoryBarrier();
     this.usedDv.setUint16(this.usedOff + 2, this.usedIdx, true);
+    this.inflight?.afterPublish(this.batch, n, this.usedIdx);
     // used.idx must be visible before we read the guest's suppression state (store→load).
     memoryBarrier();
     let need: boolean;
