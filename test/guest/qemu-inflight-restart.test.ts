@@ -14,10 +14,8 @@ const SCRIPT = path.join(__dirname, 'scripts/qemu-inflight-restart.sh');
 const RUN_QEMU = path.join(ROOT, 'qemu-scripts/run-qemu.sh');
 const BUILD = path.join(ROOT, 'qemu-scripts/build-qemu-guest.sh');
 const MiB = 1024 * 1024;
-/** At least this many kills; more (up to MAX_KILLS) until one caught requests in flight. */
 const KILLS = 3;
 const SIZE_MIB = 64;
-const MAX_KILLS = 8;
 const RESUMED = 'inflight: resuming after the requests in flight at the last stop';
 const RECOVERED = 'inflight: region from an earlier start recovered';
 
@@ -35,6 +33,43 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs: number): Pr
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await sleep(50);
   }
+}
+
+/** Completions the daemon's io_uring posted and the daemon has not reaped (kernel fdinfo). */
+function unreapedCompletions(pid: number): number {
+  let n = 0;
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let target = '';
+    try { target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`); } catch { continue; }
+    if (target !== 'anon_inode:[io_uring]') continue;
+    const info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}:\\s*(\\d+)`, 'm').exec(info)?.[1] ?? 0);
+    n += (field('CqTail') - field('CqHead')) & 0xffffffff;
+  }
+  return n;
+}
+
+/**
+ * SIGKILL at a moment the daemon holds requests it popped and has not completed: stop it, and
+ * if its io_uring has completions it has not reaped (requests not yet pushed to the used ring),
+ * kill it there; otherwise let it run a few ms and look again (for up to 10 s). Returns whether
+ * it was caught so.
+ */
+async function killMidIo(pid: number): Promise<boolean> {
+  const stopped = (): boolean => /^\d+ \(.*\) T/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  const deadline = Date.now() + 10_000;
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    process.kill(pid, 'SIGSTOP');
+    while (!stopped()) await sleep(0);
+    if (unreapedCompletions(pid) > 0) {
+      process.kill(pid, 'SIGKILL');
+      return true;
+    }
+    process.kill(pid, 'SIGCONT');
+    await sleep(attempt % 4);
+  }
+  process.kill(pid, 'SIGKILL');
+  return false;
 }
 
 function qemuGuest(): { kernel: string; initrd: string } {
@@ -88,14 +123,16 @@ describe('QEMU 7.2 vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (i
     };
 
     const kills: number[] = [];
+    /** Per kill: whether the daemon was seen holding popped requests at that moment. */
+    const caught: boolean[] = [];
     try {
       await waitFor('fio to start in the guest', () => fs.existsSync(path.join(out, 'fio-started')) || guestDone, 240_000);
       const tBoot = Date.now();
-      for (let k = 0; k < MAX_KILLS && (k < KILLS || resubmitted() === 0); k++) {
+      for (let k = 0; k < KILLS; k++) {
         // Let I/O flow on this daemon (the guest has reconnected and resubmitted), then kill it.
-        await sleep(1000 + 300 * k);
+        await sleep(1000);
         if (fs.existsSync(path.join(out, 'fio-done')) || guestDone) break;
-        daemon.proc.kill('SIGKILL');
+        caught.push(await killMidIo(daemon.proc.pid!));
         expect(await daemon.stop()).toBeNull(); // killed by a signal
         kills.push(Date.now() - tBoot);
         // The socket file of a killed daemon stays; the new one replaces it (stale: nobody listens).
@@ -124,10 +161,12 @@ describe('QEMU 7.2 vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (i
     // killed ones had in flight.
     const lines = logLines(log);
     console.log(`[inflight] kills at ${kills.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after fio started; ` +
-      `${recovered()} regions recovered, ${resubmitted()} requests resubmitted; test took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+      `caught with unreaped completions: ${caught.join(',')}; ${recovered()} regions recovered, ${resubmitted()} requests resubmitted; test took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     expect(connects()).toBe(kills.length + 1);
     expect(recovered()).toBe(kills.length);
-    expect(resubmitted()).toBeGreaterThan(0);
+    // Each kill found completions the daemon had not reaped: those requests were resubmitted.
+    expect(caught).toEqual(kills.map(() => true));
+    expect(resubmitted()).toBeGreaterThanOrEqual(kills.length);
     expect(lines.filter((l) => l.level >= 50), JSON.stringify(lines.filter((l) => l.level >= 50), null, 1)).toEqual([]);
   }, 600_000);
 });
