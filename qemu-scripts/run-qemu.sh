@@ -202,6 +202,12 @@ start_virtiofsd() {
   exit 125
 }
 
+chardev_opt=
+if [[ -n "$reconnect" ]]; then
+  rv=7.2
+  ((print_only)) || rv=$(qg_qemu_version "$qemu") || die "cannot read the version of $qemu"
+  chardev_opt=$(qg_reconnect_opt "$rv" "$reconnect")
+fi
 qargs=("$qemu" -nodefaults -no-user-config -display none -no-reboot)
 qg_machine_args qargs "$mem" "$smp"
 # Disks first: PCI slots are assigned in command-line order and virtio_blk names the
@@ -209,7 +215,7 @@ qg_machine_args qargs "$mem" "$smp"
 for i in "${!sockets[@]}"; do
   s=${sockets[i]}
   ((print_only)) || s=$(realpath "$s")
-  qg_disk_args qargs "$i" "$s" "$queues" "$disk_kind" "$reconnect"
+  qg_disk_args qargs "$i" "$s" "$queues" "$disk_kind" "$chardev_opt"
 done
 fs_tags=(hostroot scratch)
 fs_dirs=(/ "$scratch")
