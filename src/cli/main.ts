@@ -5,6 +5,7 @@ import { ZbdError } from '../errors.js';
 import { cmdCheck, cmdCreate, cmdReport, cmdZone, flagForError, type Out } from './image-commands.js';
 import { serveCommand } from './serve-command.js';
 import { benchCommand } from '../bench/bench-command.js';
+import { ctlCommand } from './ctl-command.js';
 
 const stdio: Out = {
   out: (l) => process.stdout.write(l + '\n'),
@@ -13,7 +14,7 @@ const stdio: Out = {
 
 /** A command defined in its own module (serve, bench). */
 export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
-const commandModules: CommandModule[] = [serveCommand, benchCommand];
+const commandModules: CommandModule[] = [serveCommand, ctlCommand, benchCommand];
 
 function positiveInt(name: string) {
   return (v: unknown): number | undefined => {
