@@ -231,8 +231,11 @@ export class ApiServer {
       const message = e ? e.message : `internal error: ${(err as Error).message}`;
       send(res, e ? e.status : 500, 'application/json', JSON.stringify({ error: { code, message } }) + '\n', method);
       if (e?.code === 'body-too-large') {
-        // Stop reading the rest of a huge body: answer, then drop the connection.
-        res.on('finish', () => req.socket.destroy());
+        // The rest of a huge body is discarded as it comes, never kept; a client that goes on
+        // sending after it had the answer is dropped (closing at once would make it fail its
+        // write before it could read the answer).
+        req.resume();
+        setTimeout(() => req.socket.destroy(), 2000).unref();
       }
     }
   }
