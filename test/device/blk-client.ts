@@ -25,6 +25,8 @@ export interface BlkResult {
   /** ZONE_APPEND: where the data landed (valid when status is OK). */
   appendSector: bigint;
   usedLen: number;
+  /** Position of its completion among the batch's completions (0 = first). */
+  order: number;
 }
 
 export interface ReportedZone { cap: number; start: number; wp: bigint; type: number; cond: number }
@@ -66,7 +68,7 @@ export class BlkClient {
     this.q.kick();
     const used = await this.q.waitUsed(reqs.length, timeoutMs);
     const out = new Array<BlkResult>(reqs.length);
-    for (const u of used) {
+    for (const [order, u] of used.entries()) {
       const p = pending.get(u.id);
       if (!p) throw new Error(`used entry for unknown head ${u.id}`);
       const tail = this.mem.read(p.tailGpa, p.tailLen);
@@ -75,6 +77,7 @@ export class BlkClient {
         inGpa: p.inGpa,
         appendSector: p.tailLen === 16 ? new DataView(tail.buffer, tail.byteOffset, 16).getBigUint64(0, true) : -1n,
         usedLen: u.len,
+        order,
       };
     }
     return out;
