@@ -118,6 +118,7 @@ describe('live control of the disk under a Linux 6.12 guest', () => {
         // Data reached the device unflushed (the kernel's flusher, no flush after it): the cut had something to drop.
         expect(before.volatileCache.unflushedWrites).toBeGreaterThan(0);
         if (policy === 'all') expect(last?.lostBytes).toBeGreaterThan(0);
+        console.log(`power cut under ${fsType}, policy ${policy}: ${before.volatileCache.unflushedWrites} unflushed writes (${before.volatileCache.unflushedBytes} bytes) before; lost ${last?.lostWrites} writes, ${last?.lostBytes} bytes`);
       } finally {
         expect(await daemon.stop()).toBe(0);
       }
