@@ -182,7 +182,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     o.out(`added ${formatFault(r.fault)}`);
   })))
   .command('power-cut', 'pull the plug: drop the front-end; with serve --volatile-cache, unflushed writes are lost by policy', (s) => s
-    .option('policy', { choices: POWER_CUT_POLICIES, default: 'all' as const, describe: 'all: lose every unflushed write; none; random: per sequential zone a random prefix survives, per conventional write kept or lost' })
+    .option('policy', { choices: POWER_CUT_POLICIES, default: 'all' as const, describe: 'all: lose every unflushed write; none; random: per sequential zone a random prefix of its unflushed writes survives, per conventional write kept or lost' })
     .option('seed', { type: 'string', coerce: intArg('--seed'), describe: 'seed of the random policy' })
     .option('json', { type: 'boolean', default: false }),
   (a) => done(run(o, async () => {

@@ -3,7 +3,8 @@
 // would lose them, and can roll them back on a power cut. The data itself always goes to the
 // backend at once; what this keeps is how to undo it:
 // - sequential zones: the unflushed extents in write order (acknowledged in sector order, so
-//   they form a suffix of the zone's data: rolling back = moving the write pointer down);
+//   they form a suffix of the zone's data: rolling back = moving the write pointer down to a
+//   write boundary);
 // - conventional zones (and regular disks): an undo log of the blocks each write overwrote,
 //   read before the write.
 // Zone management (reset, finish, offline...) makes the zone's state durable, as on drives
@@ -217,12 +218,16 @@ export class VolatileCacheBackend implements Backend {
       const losses: ZoneLoss[] = [];
       await this.cutConventional(policy, rng, losses);
       const wpAfter = new Map<number, number>();
-      const bs = this.info.blockSize / SECTOR_SIZE;
       for (const [z, l] of [...this.seqZones].sort((a, b) => a[0] - b[0])) {
         const from = l[0].start, to = l[l.length - 1].end;
         let wp = to;
         if (policy === 'all') wp = from;
-        else if (policy === 'random') wp = from + rng.upTo((to - from) / bs) * bs;
+        else if (policy === 'random') {
+          // Whole writes survive or go, never a torn one: btrfs, for one, places its next tree
+          // block at the write pointer and needs it node-aligned after recovery.
+          const kept = rng.upTo(l.length);
+          wp = kept === 0 ? from : l[kept - 1].end;
+        }
         const lostWrites = l.filter((e) => e.end > wp).length;
         losses.push({ zone: z, type: 'sequential', unflushedWrites: l.length, lostWrites, lostBytes: (to - wp) * SECTOR_SIZE, wpBefore: to, wpAfter: wp });
         if (wp < to) wpAfter.set(z, wp);
