@@ -56,6 +56,8 @@ export class VolatileCacheBackend implements Backend {
   private seq = 0;
   private readonly seqZones = new Map<number, Extent[]>();
   private undo: UndoEntry[] = [];
+  /** Entries of `undo` before this index are gone (destaged). */
+  private undoHead = 0;
   private undoBytes = 0;
   private warnedDestage = false;
   /** Operations inside this wrapper (a cut waits for them). */
@@ -80,11 +82,10 @@ export class VolatileCacheBackend implements Backend {
   get unflushedBytes(): number {
     let n = 0;
     for (const l of this.seqZones.values()) for (const e of l) n += (e.end - e.start) * SECTOR_SIZE;
-    for (const u of this.undo) n += u.old.byteLength;
-    return n;
+    return n + this.undoBytes;
   }
   get unflushedWrites(): number {
-    let n = this.undo.length;
+    let n = this.undo.length - this.undoHead;
     for (const l of this.seqZones.values()) n += l.length;
     return n;
   }
@@ -182,9 +183,9 @@ export class VolatileCacheBackend implements Backend {
     this.undoBytes += old.byteLength;
     if (this.undoBytes > this.maxUndoBytes) {
       // The emulated cache is full: its oldest overwrites reach the medium, as a drive destages.
-      let drop = 0;
-      while (this.undoBytes > this.maxUndoBytes && drop < this.undo.length) this.undoBytes -= this.undo[drop++].old.byteLength;
-      this.undo = this.undo.slice(drop);
+      // Dropped from the front by an index; the array is compacted once half of it is dead.
+      while (this.undoBytes > this.maxUndoBytes && this.undoHead < this.undo.length) this.undoBytes -= this.undo[this.undoHead++].old.byteLength;
+      if (this.undoHead > this.undo.length >>> 1) { this.undo = this.undo.slice(this.undoHead); this.undoHead = 0; }
       if (!this.warnedDestage) {
         this.warnedDestage = true;
         this.log.warn({ maxUndoBytes: this.maxUndoBytes }, 'volatile cache: more unflushed overwrites than the undo limit; the oldest count as written to the medium (said once)');
@@ -199,9 +200,10 @@ export class VolatileCacheBackend implements Backend {
       if (i === l.length) this.seqZones.delete(z); else if (i > 0) l.splice(0, i);
     }
     if (this.undo.length) {
-      const keep = this.undo.filter((u) => u.seq > upTo);
-      for (const u of this.undo) if (u.seq <= upTo) this.undoBytes -= u.old.byteLength;
-      this.undo = keep;
+      // Entries are in seq order: the flushed ones are a prefix.
+      let i = this.undoHead;
+      while (i < this.undo.length && this.undo[i].seq <= upTo) this.undoBytes -= this.undo[i++].old.byteLength;
+      if (i === this.undo.length) { this.undo = []; this.undoHead = 0; this.undoBytes = 0; } else this.undoHead = i;
     }
   }
 
@@ -247,8 +249,9 @@ export class VolatileCacheBackend implements Backend {
 
   /** Conventional space: undo lost writes newest first, except blocks a kept later write covers. */
   private async cutConventional(policy: PowerCutPolicy, rng: Rng, losses: ZoneLoss[]): Promise<void> {
-    const entries = this.undo;
+    const entries = this.undo.slice(this.undoHead);
     this.undo = [];
+    this.undoHead = 0;
     this.undoBytes = 0;
     if (entries.length === 0) return;
     const lost = entries.map(() => (policy === 'all' ? true : policy === 'none' ? false : rng.next() < 0.5));
