@@ -181,7 +181,10 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
     readOnly: i.readOnly, serial: i.serial, api: apiPath ?? 'none', volatileCache: !!a.volatileCache,
     powerCutOnDisconnect: a.powerCutOnDisconnect ? (a.powerCutPolicy ?? 'all') : false,
   }, 'serving');
-  if (a.hints) for (const l of vmHints(a.socket, a.queues)) o.out(l);
+  if (a.hints) {
+    for (const l of vmHints(a.socket, a.queues)) o.out(l);
+    if (apiPath) o.out(`Control API (zone faults, error/latency rules, power cut): vhost-user-zbd ctl --api ${path.resolve(apiPath)} status`);
+  }
   return exited;
 }
 
