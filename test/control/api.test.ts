@@ -22,7 +22,7 @@ async function startDaemon(args: string[]): Promise<void> {
   daemon = spawn(process.execPath, [BIN, 'serve', '--socket', socket, '--no-hints', ...args], { stdio: ['ignore', log, log] });
   fs.closeSync(log);
   exited = new Promise((resolve) => daemon.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while (!fs.existsSync(socket)) {
     if (daemon.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start:\n${fs.readFileSync(logFile, 'utf8')}`);
     await new Promise((r) => setTimeout(r, 50));

@@ -35,7 +35,7 @@ async function startDaemon(args: string[]): Promise<void> {
   fs.closeSync(log);
   const d = daemon;
   exited = new Promise((resolve) => d.on('exit', (code) => resolve(code)));
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while (!fs.existsSync(socket)) {
     if (d.exitCode !== null || Date.now() > deadline) throw new Error(`daemon did not start:\n${fs.readFileSync(logFile, 'utf8')}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -91,7 +91,7 @@ afterAll(async () => {
 });
 
 describe('error and latency rules seen by the driver', () => {
-  beforeAll(async () => { await startDaemon([]); await connect(); }, 30_000);
+  beforeAll(async () => { await startDaemon([]); await connect(); }, 90_000);
   afterAll(async () => { await stopDaemon(); });
 
   it('an error rule on a sector range fails exactly the write that overlaps it, leaving the write pointer, then lets the next pass', async () => {
@@ -175,7 +175,7 @@ describe('power-loss emulation (--volatile-cache): a recorded write sequence wit
     return r;
   };
 
-  beforeAll(async () => { await startDaemon(['--volatile-cache']); await connect(); }, 30_000);
+  beforeAll(async () => { await startDaemon(['--volatile-cache']); await connect(); }, 90_000);
   afterAll(async () => { await stopDaemon(); });
 
   it('policy all: exactly the unflushed suffix of each zone and the unflushed overwrites are gone; the front-end was dropped', async () => {
