@@ -60,7 +60,7 @@ beforeAll(async () => {
   const c = await runCli('create', image, '--size', '256M', '--zone-size', '16M', '--conventional', '2');
   expect(c.code, c.err).toBe(0);
   await startDaemon(['--image', image]);
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   if (daemon) expect(await stopDaemon(), fs.readFileSync(logFile, 'utf8').slice(-3000)).toBe(0);
