@@ -40,7 +40,7 @@ export function apiRequest(socketPath: string, method: string, path: string, bod
 }
 
 /** The answer's body, or a one-line error with the API's code and message. */
-async function call(o: Out, api: string, method: string, path: string, body?: unknown): Promise<unknown> {
+async function call(api: string, method: string, path: string, body?: unknown): Promise<unknown> {
   const r = await apiRequest(api, method, path, body);
   if (r.status >= 200 && r.status < 300) return r.body;
   const e = (r.body as { error?: { code?: string; message?: string } } | null)?.error;
@@ -110,7 +110,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
   .option('api', { type: 'string', describe: 'control API socket of the daemon (default: SOCKET.api of --socket)' })
   .option('socket', { type: 'string', describe: 'the vhost-user socket of the daemon (its API is SOCKET.api)' })
   .command('status', 'geometry, front-end, features, queues, requests in flight, faults, volatile cache (JSON)', (s) => s,
-    (a) => done(run(o, async () => { o.out(JSON.stringify(await call(o, apiPathOf(a), 'GET', '/status'), null, 2)); })))
+    (a) => done(run(o, async () => { o.out(JSON.stringify(await call(apiPathOf(a), 'GET', '/status'), null, 2)); })))
   .command('zones', 'the zones, in blkzone report format (as the guest would see them)', (s) => s
     .option('json', { type: 'boolean', default: false })
     .option('zone', { type: 'string', coerce: intArg('--zone'), describe: 'first zone' })
@@ -123,7 +123,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     // Pages of at most 4096 zones: a disk of a million zones prints without a huge answer.
     while (next !== null && left > 0) {
       const n = Math.min(4096, left);
-      const r = await call(o, api, 'GET', `/zones?zone=${next}&count=${Number.isFinite(n) ? n : 4096}`) as { zones: ZoneJson[]; next: number | null };
+      const r = await call(api, 'GET', `/zones?zone=${next}&count=${Number.isFinite(n) ? n : 4096}`) as { zones: ZoneJson[]; next: number | null };
       for (const z of r.zones) {
         if (a.json) all.push(z);
         else o.out(formatZoneLine(z.start, z.len, z.cap, z.wp ?? (z.type === 1 ? z.start + z.len : -1), z.type, z.cond));
@@ -138,7 +138,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     .positional('zone', { type: 'string', demandOption: true, describe: 'zone index' })
     .positional('action', { type: 'string', choices: Object.keys(ZONE_ACTIONS), demandOption: true }),
   (a) => done(run(o, async () => {
-    const r = await call(o, apiPathOf(a), 'POST', `/zones/${encodeURIComponent(a.zone)}/${encodeURIComponent(a.action)}`) as { zone: number; condName: string };
+    const r = await call(apiPathOf(a), 'POST', `/zones/${encodeURIComponent(a.zone)}/${encodeURIComponent(a.action)}`) as { zone: number; condName: string };
     o.out(`zone ${r.zone}: ${a.action} done, now ${r.condName}`);
   })))
   .command('fault <what> [id]', 'error/latency rules: fault add ..., fault list, fault clear [ID]', (s) => s
@@ -157,14 +157,14 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
   (a) => done(run(o, async () => {
     const api = apiPathOf(a);
     if (a.what === 'list') {
-      const r = await call(o, api, 'GET', '/faults') as { faults: FaultView[] };
+      const r = await call(api, 'GET', '/faults') as { faults: FaultView[] };
       if (a.json) o.out(JSON.stringify(r, null, 2));
       else if (r.faults.length === 0) o.out('no fault rules');
       else for (const f of r.faults) o.out(formatFault(f));
       return;
     }
     if (a.what === 'clear') {
-      const r = await call(o, api, 'DELETE', a.id === undefined ? '/faults' : `/faults/${encodeURIComponent(a.id)}`) as { removed: number };
+      const r = await call(api, 'DELETE', a.id === undefined ? '/faults' : `/faults/${encodeURIComponent(a.id)}`) as { removed: number };
       o.out(`removed ${r.removed} rule(s)`);
       return;
     }
@@ -178,7 +178,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     if (a.probability !== undefined) spec.probability = a.probability;
     if (a.after !== undefined) spec.after = a.after;
     if (a.seed !== undefined) spec.seed = a.seed;
-    const r = await call(o, api, 'POST', '/faults', spec) as { fault: FaultView };
+    const r = await call(api, 'POST', '/faults', spec) as { fault: FaultView };
     o.out(`added ${formatFault(r.fault)}`);
   })))
   .command('power-cut', 'pull the plug: drop the front-end; with serve --volatile-cache, unflushed writes are lost by policy', (s) => s
@@ -188,7 +188,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
   (a) => done(run(o, async () => {
     const body: Record<string, unknown> = { policy: a.policy };
     if (a.seed !== undefined) body.seed = a.seed;
-    const r = await call(o, apiPathOf(a), 'POST', '/power-cut', body) as {
+    const r = await call(apiPathOf(a), 'POST', '/power-cut', body) as {
       policy: string; seed: number; frontendDropped: boolean; volatileCache: boolean; lostWrites: number; lostBytes: number;
       zones: { zone: number; type: string; unflushedWrites: number; lostWrites: number; lostBytes: number; wpBefore?: number; wpAfter?: number }[];
     };

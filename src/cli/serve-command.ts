@@ -123,7 +123,7 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   device.faults = faults;
   const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
   const power = new PowerControl({
-    server, backend, cache, faults, logger: log,
+    server, backend, cache, logger: log,
     onDisconnect: a.powerCutOnDisconnect ? { policy: a.powerCutPolicy ?? 'all', seed: a.powerCutSeed } : null,
   });
   const apiPath = apiSocketPath(a);

@@ -1,7 +1,9 @@
 // The control API's HTTP/1.1 + JSON server (Node's http module, no framework) and its router.
-// Routes are registered by the modules that own them (control-routes.ts; observation routes
-// add theirs the same way); a listener either may change the disk (the Unix socket, 0600) or
-// serves only the routes registered as read-only.
+// Routes are registered by the modules that own them: serve builds one ApiRouter, calls
+// registerControlRoutes(router, ...) and any other module's register function on it (e.g.
+// router.add('GET', '/metrics', handler, { readOnly: true })), then listens. A listener either
+// may change the disk (the Unix socket, 0600: `mayChange: true`) or serves only the routes
+// registered read-only (`mayChange: false`, e.g. an observation listener on TCP).
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';

@@ -6,7 +6,6 @@ import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Backend } from '../backends/backend.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
-import type { FaultRules } from './fault-rules.js';
 import { Rng } from './rng.js';
 import type { PowerCutPolicy, VolatileCacheBackend, ZoneLoss } from './volatile-cache.js';
 import { ApiError } from './api-server.js';
@@ -30,7 +29,6 @@ export interface PowerControlOptions {
   /** The backend the device uses (the volatile-cache wrapper when there is one). */
   backend: Backend;
   cache: VolatileCacheBackend | null;
-  faults: FaultRules | null;
   logger: Logger;
   /** Cut power when the front-end disconnects by itself (not on a cut we caused, nor at daemon shutdown). */
   onDisconnect?: { policy: PowerCutPolicy; seed?: number } | null;
