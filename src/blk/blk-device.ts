@@ -11,7 +11,6 @@ import {
 } from './constants.js';
 import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
 import { blkStatus } from './status.js';
-import type { FaultRules } from '../control/fault-rules.js';
 
 export interface BlkDeviceOptions {
   backend: Backend;
@@ -21,6 +20,21 @@ export interface BlkDeviceOptions {
   /** 'hm' serves the zoned model (default when the backend is zoned); 'none' a regular disk. */
   model?: 'hm' | 'none';
   logger: Logger;
+}
+
+/**
+ * Error/latency injection asked before a request runs (control/fault-rules.ts implements it).
+ * Consulted only while `armed`: one property read per request otherwise.
+ */
+export interface RequestFaultHook {
+  readonly armed: boolean;
+  readonly delayedRequests: number;
+  /** Filled in by a decide() that returned true: status >= 0 to answer, or -1 and delayMs. */
+  readonly decision: { readonly rule: number; readonly status: number; readonly delayMs: number; readonly first: boolean };
+  decide(type: number, sector: number, nsectors: number): boolean;
+  delay(ms: number, run: () => void): void;
+  /** Run every delayed request now. */
+  releaseDelays(): void;
 }
 
 const MGMT_OPS: Record<number, ZoneOp> = {
@@ -58,7 +72,7 @@ export class BlkDevice implements VirtioDevice {
   private readonly hdrView = new DataView(this.hdr.buffer);
   private readonly serial: Uint8Array;
   /** Error/latency injection (control API); consulted only while a rule is live. */
-  faults: FaultRules | null = null;
+  faults: RequestFaultHook | null = null;
 
   constructor(o: BlkDeviceOptions) {
     this.backend = o.backend;
@@ -206,7 +220,7 @@ export class BlkDevice implements VirtioDevice {
 
   // ---- fault injection hook (control API): before the request touches the disk ----------
   /** True when a rule took the request: answered with its status, or delayed then dispatched. */
-  private injectFault(f: FaultRules, queue: VirtQueueHandle, chain: DescChain, type: number, sector: number): boolean {
+  private injectFault(f: RequestFaultHook, queue: VirtQueueHandle, chain: DescChain, type: number, sector: number): boolean {
     const n = type === REQ.IN ? (chain.writableBytes - 1) >>> 9
       : type === REQ.OUT || type === REQ.ZONE_APPEND ? (chain.readableBytes - OUT_HDR_SIZE) >>> 9 : 0;
     if (!f.decide(type, sector, n)) return false;

@@ -3,6 +3,7 @@
 // touching the data, or delay the request). blk/ asks decide() before running a request,
 // only while `armed` (one boolean read per request otherwise).
 import { randomInt } from 'node:crypto';
+import type { RequestFaultHook } from '../blk/blk-device.js';
 import { REQ, STATUS } from '../blk/constants.js';
 import { ApiError } from './api-server.js';
 import { Rng } from './rng.js';
@@ -114,7 +115,7 @@ function nonNegInt(name: string, v: unknown, max = Number.MAX_SAFE_INTEGER): num
   return v;
 }
 
-export class FaultRules {
+export class FaultRules implements RequestFaultHook {
   /** True while a live rule exists: the request path checks only this. */
   armed = false;
   private readonly rules: Rule[] = [];
