@@ -6,12 +6,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
-import type { DriverQueue } from '../harness/driver-queue.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
 import { ProtocolFeature } from '../../src/vhost-user/messages.js';
 import { pattern } from '../conformance/zone-suite.js';
-import { BlkClient, REQ, STATUS } from '../device/blk-client.js';
+import { BlkClient, REQ, STATUS } from '../../src/testing/blk-request.js';
 import { BIN, runCli } from '../harness/cli-process.js';
 import { apiRequest } from '../../src/cli/ctl-command.js';
 
@@ -120,7 +120,7 @@ describe('error and latency rules seen by the driver', () => {
     expect(await wpOf(4)).toBe(seq(4) + 16);
     await api('DELETE', '/faults');
     await api('POST', '/faults', { op: 'report', status: 'unsupp', once: true });
-    expect((await blk.one({ type: REQ.ZONE_REPORT, sector: 0, inLen: 64 + 4 * 64 })).status).toBe(STATUS.UNSUPP);
+    expect((await blk.one({ type: REQ.ZONE_REPORT, sector: 0, inLens: [64 + 4 * 64] })).status).toBe(STATUS.UNSUPP);
     expect((await blk.report(0, 4)).status).toBe(STATUS.OK);
     await api('POST', '/faults', { op: 'mgmt', status: 'zone-invalid-cmd', once: true });
     expect(await blk.mgmt(REQ.ZONE_RESET, seq(4))).toBe(STATUS.INVALID);
@@ -149,10 +149,10 @@ describe('error and latency rules seen by the driver', () => {
     await api('POST', '/faults', { op: 'read', range: { start: 0, end: 8 }, delayMs: 700, once: true });
     const t0 = Date.now();
     const res = await blk.run([
-      { type: REQ.IN, sector: 0, inLen: 4096 },
-      { type: REQ.IN, sector: 16, inLen: 4096 },
+      { type: REQ.IN, sector: 0, inLens: [4096] },
+      { type: REQ.IN, sector: 16, inLens: [4096] },
       { type: REQ.OUT, sector: seq(5), out: [blk.place(pattern(4096, 9))] },
-      { type: REQ.IN, sector: 24, inLen: 4096 },
+      { type: REQ.IN, sector: 24, inLens: [4096] },
     ]);
     const took = Date.now() - t0;
     for (const r of res) expect(r.status).toBe(STATUS.OK);
