@@ -6,6 +6,7 @@ import { cmdCheck, cmdCreate, cmdReport, cmdZone, type Out } from './image-comma
 import { errorLine } from './error-line.js';
 import { PREALLOCATIONS } from '../backends/image-format.js';
 import { serveCommand } from './serve-command.js';
+import { ctlCommand } from './ctl-command.js';
 
 /** Resolves once stdout takes more: 'drain', or its end (closed by the reader: nothing more will go). One waiter for all writers. */
 let stdoutWait: Promise<void> | undefined;
@@ -31,9 +32,9 @@ const stdio: Out = {
   write: (data, written) => (process.stdout.write(data, written && (() => written())) ? undefined : stdoutReady()),
 };
 
-/** A command defined in its own module (serve). */
+/** A command defined in its own module (serve, ctl). */
 export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
-const commandModules: CommandModule[] = [serveCommand];
+const commandModules: CommandModule[] = [serveCommand, ctlCommand];
 
 /**
  * `bench` is a tool apart (src/bench): it parses its own options and is loaded only when

@@ -452,8 +452,47 @@ export class ZoneEngine {
         this.setCond(z, ZoneCond.OFFLINE);
         this.markDirty(z);
         return ZoneResult.OK;
+      case ZoneOp.CLEAR_FAULT:
+        if (c === ZoneCond.OFFLINE) {
+          this.flags[z] = 0;
+          this.resetZone(z);
+        } else if (c === ZoneCond.READONLY) {
+          this.flags[z] &= ~ZONE_FLAG_READONLY;
+          this.setCond(z, this.condFromWp(z));
+          this.markDirty(z);
+        }
+        return ZoneResult.OK;
       default:
         return ZoneResult.UNSUPPORTED;
+    }
+  }
+
+  /** Condition of a zone that is not open, from its write pointer (as after a restart). */
+  private condFromWp(z: number): ZoneCond {
+    const off = this.wpOff[z];
+    return off === 0 ? ZoneCond.EMPTY : off === this.zoneCap(z) ? ZoneCond.FULL : ZoneCond.CLOSED;
+  }
+
+  /**
+   * Power loss of a drive with a volatile write cache (control API): each zone in `wpAfter`
+   * keeps only its data below the given sector, and every open zone closes as after a restart.
+   * The caller lets in-flight writes finish first (idle).
+   */
+  powerLoss(wpAfter: ReadonlyMap<number, number>): void {
+    if (!this.idle) throw new ZbdError('EARG', 'power loss while writes are in flight', this.inflight.size);
+    for (const [z, wp] of wpAfter) {
+      const off = wp - this.zoneStart(z);
+      if (!(z >= this.geo.conventionalZones && z < this.geo.nrZones) || !(off >= 0 && off <= this.wpOff[z]) || off % this.geo.blockSectors !== 0) {
+        throw new ZbdError('EARG', `zone ${z}: power-loss write pointer ${wp} outside its written range`, { zone: z, wp });
+      }
+      const c = this.cond[z];
+      if (c === ZoneCond.OFFLINE || c === ZoneCond.READONLY || off === this.wpOff[z]) continue;
+      this.wpOff[z] = this.durOff[z] = this.dataOff[z] = off;
+      this.markDirty(z);
+    }
+    for (let z = this.geo.conventionalZones; z < this.geo.nrZones; z++) {
+      const c = this.cond[z];
+      if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.setCond(z, this.condFromWp(z));
     }
   }
 
