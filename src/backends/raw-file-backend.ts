@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
 import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
+import { sysfsBlockPath } from './device-number.js';
 import { openLocked } from './file-backend.js';
 import { iovBytes } from './iovec.js';
 import { fileIoFor, type FileIo } from './file-io.js';
@@ -26,7 +27,7 @@ export class RawFileBackend implements Backend {
     if (blockSize !== 512 && blockSize !== 4096) throw new ZbdError('EARG', `block size ${blockSize} must be 512 or 4096`, blockSize);
     const fd = openLocked(file, !opts.readOnly);
     const st = fs.fstatSync(fd);
-    const size = st.isBlockDevice() ? Number(fs.readFileSync(`/sys/dev/block/${st.rdev >> 8}:${st.rdev & 0xff}/size`, 'utf8').trim()) * 512 : st.size;
+    const size = st.isBlockDevice() ? Number(fs.readFileSync(`${sysfsBlockPath(st.rdev)}/size`, 'utf8').trim()) * 512 : st.size;
     if (size === 0 || size % blockSize !== 0) {
       fs.closeSync(fd);
       throw new ZbdError('EIMAGE', `${file}: size ${size} is not a positive multiple of the block size ${blockSize}`, size);
