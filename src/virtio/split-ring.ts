@@ -65,6 +65,7 @@ export interface SplitRingStats {
 export interface SplitRingOptions {
   index: number;
   size: number;
+  /** Bound to this queue (a child logger carrying `queue`): lines here do not repeat the key. */
   log: Logger;
   maxChainBytes?: number;
   /** Called once when a guest bug stops the queue (the connection signals the err fd). */
@@ -188,7 +189,7 @@ export class SplitRing implements VirtQueueHandle {
   private fail(reason: string): void {
     if (this.broken !== null) return;
     this.broken = reason;
-    this.log.error({ queue: this.index, reason }, 'guest bug: queue stopped');
+    this.log.error({ reason }, 'guest bug: queue stopped');
     this.onBroken?.(this, reason);
   }
 
@@ -196,7 +197,7 @@ export class SplitRing implements VirtQueueHandle {
     c.error = reason;
     const n = ++this.stats.malformed;
     if (n <= 16 || n % LOG_EVERY === 0) {
-      this.log.warn({ queue: this.index, head: c.head, reason, malformed: n }, 'malformed descriptor chain');
+      this.log.warn({ head: c.head, reason, malformed: n }, 'malformed descriptor chain');
     }
   }
 
@@ -328,7 +329,7 @@ export class SplitRing implements VirtQueueHandle {
     if (c.epoch !== this.epoch) {
       // Popped before the ring restarted: the guest's ring state was set anew since.
       c.reset();
-      this.log.warn({ queue: this.index, head: c.head }, 'completion of a request popped before the ring restarted dropped');
+      this.log.warn({ head: c.head }, 'completion of a request popped before the ring restarted dropped');
       return;
     }
     this.inFlightCount--;
@@ -385,7 +386,7 @@ export class SplitRing implements VirtQueueHandle {
     } catch (err) {
       // A front-end that closed its end of a socketpair call fd is going away; the
       // disconnect path cleans up. Never let it escape into device code.
-      this.log.warn({ queue: this.index, err }, 'call fd write failed');
+      this.log.warn({ err }, 'call fd write failed');
     }
   }
 
