@@ -7,12 +7,15 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeDeviceNumber } from '../../src/backends/device-number.js';
 import { RawFileBackend } from '../../src/backends/raw-file-backend.js';
+import { ZoneResult } from '../../src/zoned/types.js';
+
+const MiB = 1 << 20;
 
 const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
 
-function tempDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'vu-raw-'));
+function tempDir(base = os.tmpdir()): string {
+  const d = fs.mkdtempSync(path.join(base, 'vu-raw-'));
   cleanups.push(() => fs.rmSync(d, { recursive: true, force: true }));
   return d;
 }
@@ -45,5 +48,45 @@ describe('device numbers', () => {
     const b = RawFileBackend.open(dev);
     cleanups.push(() => b.close());
     expect(b.info.capacitySectors).toBe(3 * 2048);
+  });
+});
+
+// ext4 (the repository's disk) can zero a range in place; tmpfs cannot, and punches a hole
+// and allocates it again instead. Both free the space of a discard.
+describe.each([['ext4', () => os.tmpdir()], ['tmpfs', () => '/dev/shm']])('discard and write zeroes on %s', (fsName, base) => {
+  async function filled(): Promise<{ file: string; b: RawFileBackend; blocks: () => number; readAt: (mib: number) => Uint8Array }> {
+    const file = path.join(tempDir(base()), 'disk.raw');
+    fs.writeFileSync(file, Buffer.alloc(8 * MiB, 0x5a));
+    const b = RawFileBackend.open(file, { blockSize: 4096 });
+    cleanups.push(() => b.close());
+    const blocks = (): number => fs.statSync(file).blocks * 512;
+    const readAt = (mib: number): Uint8Array => {
+      const out = Buffer.alloc(MiB);
+      const fd = fs.openSync(file, 'r');
+      try { fs.readSync(fd, out, 0, MiB, mib * MiB); } finally { fs.closeSync(fd); }
+      return out;
+    };
+    expect(blocks()).toBeGreaterThanOrEqual(8 * MiB);
+    return { file, b, blocks, readAt };
+  }
+
+  it(`discard punches a hole: the space is freed, the range reads zeroes (${fsName})`, async () => {
+    const { b, blocks, readAt } = await filled();
+    expect(await b.discard(2048, 4 * 2048)).toBe(ZoneResult.OK);
+    expect(blocks()).toBeLessThanOrEqual(4 * MiB + 64 * 1024);
+    expect(readAt(1).every((x) => x === 0)).toBe(true);
+    expect(readAt(0).every((x) => x === 0x5a) && readAt(5).every((x) => x === 0x5a)).toBe(true);
+    expect(await b.discard(16 * 2048 - 8, 16)).toBe(ZoneResult.OUT_OF_RANGE);
+  });
+
+  it(`write zeroes: zeroes either way; space kept without unmap, freed with it (${fsName})`, async () => {
+    const { b, blocks, readAt } = await filled();
+    expect(await b.writeZeroes(0, 2 * 2048, false)).toBe(ZoneResult.OK);
+    expect(readAt(0).every((x) => x === 0) && readAt(1).every((x) => x === 0)).toBe(true);
+    expect(blocks()).toBeGreaterThanOrEqual(8 * MiB);
+    expect(await b.writeZeroes(4 * 2048, 2 * 2048, true)).toBe(ZoneResult.OK);
+    expect(readAt(4).every((x) => x === 0) && readAt(5).every((x) => x === 0)).toBe(true);
+    expect(blocks()).toBeLessThanOrEqual(6 * MiB + 64 * 1024);
+    expect(readAt(2).every((x) => x === 0x5a) && readAt(7).every((x) => x === 0x5a)).toBe(true);
   });
 });
