@@ -32,7 +32,9 @@ export const HOOK_DEFER = -2;
  * Observation and fault-injection points around every request the parser accepted.
  * onStart returns HOOK_RUN, HOOK_DEFER, or a status byte (0..255) to complete the request
  * with at once without running it. onComplete sees every request, refused ones included,
- * after its status is in guest memory and before the guest can see it.
+ * after its status is in guest memory and before the guest can see it. Hooks run in the
+ * order added; a request a hook defers is not shown to the hooks after it (run() runs it).
+ * The request object is reused once completed: keep nothing from it past onComplete.
  */
 export interface RequestHooks {
   onStart?(req: BlkRequest): number;
