@@ -7,10 +7,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BlkRequestSlot } from '../harness/blk-request.js';
+import { BlkRequestSlot } from '../../src/testing/blk-request.js';
 import { BIN, runCli } from '../harness/cli-process.js';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-enospc-'));
 const mnt = path.join(dir, 'mnt');

@@ -8,10 +8,10 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
-import type { DriverQueue } from '../harness/driver-queue.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
 import { EchoDevice } from '../harness/echo-device.js';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 import { until } from '../harness/setup.js';
 
 /** Keys that occur more than once in one object of a JSON text (any depth). */
