@@ -23,6 +23,21 @@ export interface BlkDeviceOptions {
   logger: Logger;
 }
 
+/**
+ * Error/latency injection asked before a request runs (control/fault-rules.ts implements it).
+ * Consulted only while `armed`: one property read per request otherwise.
+ */
+export interface RequestFaultHook {
+  readonly armed: boolean;
+  readonly delayedRequests: number;
+  /** Filled in by a decide() that returned true: status >= 0 to answer, or -1 and delayMs. */
+  readonly decision: { readonly rule: number; readonly status: number; readonly delayMs: number; readonly first: boolean };
+  decide(type: number, sector: number, nsectors: number): boolean;
+  delay(ms: number, run: () => void): void;
+  /** Run every delayed request now. */
+  releaseDelays(): void;
+}
+
 /** RequestHooks.onStart: run the request now. */
 export const HOOK_RUN = -1;
 /** RequestHooks.onStart: the hook keeps the request and calls BlkDevice.run(req) later. */
@@ -100,6 +115,8 @@ export class BlkDevice implements VirtioDevice {
   private readonly serial: Uint8Array;
   private readonly offersDiscard: boolean;
   private readonly offersWriteZeroes: boolean;
+  /** Error/latency injection (control API); consulted only while a rule is live. */
+  faults: RequestFaultHook | null = null;
   private startHooks: Array<(req: BlkRequest) => number> = [];
   private completeHooks: Array<(req: BlkRequest, status: number) => void> = [];
 
@@ -215,6 +232,8 @@ export class BlkDevice implements VirtioDevice {
 
   drainQueue(q: number): Promise<void> {
     if (!(this.inflight[q] > 0)) return Promise.resolve();
+    // The ring is stopping (front-end leaving): nobody waits for an injected delay any more.
+    if (this.faults !== null && this.faults.delayedRequests > 0) this.faults.releaseDelays();
     return new Promise((resolve) => this.drainWaiters[q].push(resolve));
   }
 
@@ -243,6 +262,12 @@ export class BlkDevice implements VirtioDevice {
 
   private start(req: Slot): void {
     if (req.kind === RequestKind.REFUSED) { this.refused(req); return; }
+    const f = this.faults;
+    if (f !== null && f.armed && this.injectFault(f, req)) return;
+    this.runWithHooks(req);
+  }
+
+  private runWithHooks(req: Slot): void {
     const hooks = this.startHooks;
     for (let i = 0; i < hooks.length; i++) {
       const v = hooks[i](req);
@@ -250,6 +275,25 @@ export class BlkDevice implements VirtioDevice {
       if (v !== HOOK_RUN) { this.complete(req, v & 0xff, 1); return; }
     }
     this.run(req);
+  }
+
+  /** The control API's fault rules: true when a rule took the request (answered, or delayed then run). */
+  private injectFault(f: RequestFaultHook, req: Slot): boolean {
+    const n = req.kind === RequestKind.READ || req.kind === RequestKind.WRITE || req.kind === RequestKind.APPEND ? req.dataBytes >>> 9 : 0;
+    if (!f.decide(req.type, req.sector, n)) return false;
+    const d = f.decision;
+    const ctx = { queue: req.queue?.index, head: req.chain?.head, type: REQ_NAMES[req.type] ?? req.type, sector: req.sector, sectors: n, rule: d.rule };
+    if (d.status >= 0) {
+      // Nothing is executed: the zone's write pointer stays where it was, as after a failed write.
+      if (d.first) this.log.info({ ...ctx, status: d.status }, 'injected error (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, status: d.status }, 'injected error');
+      this.complete(req, d.status, 1);
+    } else {
+      if (d.first) this.log.info({ ...ctx, delayMs: d.delayMs }, 'injected delay (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, delayMs: d.delayMs }, 'injected delay');
+      f.delay(d.delayMs, () => this.runWithHooks(req));
+    }
+    return true;
   }
 
   /** Runs a parsed request (the device's own start, or a hook that deferred it). */
@@ -440,4 +484,11 @@ export class BlkDevice implements VirtioDevice {
   }
 
   get negotiatedFeatures(): bigint { return this.driverFeatures; }
+  /** The guest's write cache setting (virtio config writeback): false = write-through. */
+  get writebackEnabled(): boolean { return this.writeback; }
+  get requestsInFlight(): number {
+    let n = 0;
+    for (const v of this.inflight) n += v;
+    return n;
+  }
 }
