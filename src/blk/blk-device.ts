@@ -11,6 +11,7 @@ import {
 } from './constants.js';
 import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
 import { blkStatus } from './status.js';
+import { RequestStats } from '../observe/request-stats.js';
 
 export interface BlkDeviceOptions {
   backend: Backend;
@@ -56,6 +57,8 @@ export class BlkDevice implements VirtioDevice {
   private readonly hdr = new Uint8Array(OUT_HDR_SIZE);
   private readonly hdrView = new DataView(this.hdr.buffer);
   private readonly serial: Uint8Array;
+  /** Counters for metrics and the live page (plain arrays; folded into Prometheus at scrape). */
+  readonly stats: RequestStats;
 
   constructor(o: BlkDeviceOptions) {
     this.backend = o.backend;
@@ -77,6 +80,7 @@ export class BlkDevice implements VirtioDevice {
     this.serial = new Uint8Array(GET_ID_BYTES);
     this.serial.set(new TextEncoder().encode(info.serial).subarray(0, GET_ID_BYTES));
     this.config = this.makeConfig();
+    this.stats = new RequestStats(o.numQueues, this.maxQueueSize);
   }
 
   private makeConfig(): Uint8Array {
@@ -137,8 +141,10 @@ export class BlkDevice implements VirtioDevice {
   }
 
   queueKicked(queue: VirtQueueHandle): void {
+    const t0 = performance.now();
     for (let chain = queue.pop(); chain; chain = queue.pop()) {
       this.inflight[queue.index]++;
+      this.stats.begin(queue.index, chain.head, t0);
       this.handle(queue, chain);
     }
     if (this.pendingNotify.size) this.flushNotify();
@@ -150,6 +156,7 @@ export class BlkDevice implements VirtioDevice {
       const last = w[w.length - 1];
       if (last.byteLength > 0) last[last.byteLength - 1] = status;
     }
+    this.stats.end(queue.index, chain.head, status, chain.readableBytes, chain.writableBytes);
     queue.push(chain, written);
     this.pendingNotify.add(queue);
     if (!this.notifyScheduled) {
@@ -189,6 +196,7 @@ export class BlkDevice implements VirtioDevice {
     const hi = this.hdrView.getUint32(12, true);
     // Sectors beyond 2^53 cannot be on any disk we serve; keep them out of number arithmetic.
     const sector = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + this.hdrView.getUint32(8, true);
+    this.stats.request(queue.index, chain.head, type, sector);
     if (ZONE_REQS.has(type) && !this.zonedNegotiated) {
       this.log.debug({ queue: queue.index, type: REQ_NAMES[type] }, 'zone command without negotiated ZONED');
       this.complete(queue, chain, STATUS.UNSUPP, 1);
@@ -350,4 +358,7 @@ export class BlkDevice implements VirtioDevice {
   }
 
   get negotiatedFeatures(): bigint { return this.driverFeatures; }
+
+  /** Requests popped from queue q and not yet completed. */
+  inflightRequests(q: number): number { return this.inflight[q] ?? 0; }
 }

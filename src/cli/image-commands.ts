@@ -8,6 +8,7 @@ import {
 } from '../backends/file-backend.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { formatZoneLine, zoneJson, type ZoneJson } from './report-format.js';
+import { writeZoneMapFile } from '../observe/zone-map-file.js';
 
 /** Where command output goes; tests capture it. */
 export interface Out { out(line: string): void; err(line: string): void }
@@ -55,7 +56,7 @@ export function cmdCreate(a: CreateArgs, o: Out): number {
   return 0;
 }
 
-export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number }
+export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number; svg?: string }
 
 export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
   if (!!a.image === !!a.device) throw new ZbdError('EARG', 'report needs exactly one of IMAGE or --device /dev/X', { image: a.image, device: a.device });
@@ -67,6 +68,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
     const first = a.zone ?? 0;
     if (!Number.isInteger(first) || first < 0 || first >= g.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of this image (0..${g.nrZones - 1})`, first);
     const count = a.count ?? g.nrZones;
+    if (a.svg) { o.out(await writeZoneMapFile(a.svg, backend, { firstZone: first, zoneCount: Math.min(count, g.nrZones - first), subject: image })); return 0; }
     const zones: ZoneJson[] = [];
     let z = first;
     await backend.reportZones(first * g.zoneSectors, count, (start, len, cap, wp, type, cond) => {
@@ -103,6 +105,7 @@ async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<n
     const first = a.zone ?? 0;
     if (!Number.isInteger(first) || first < 0 || first >= zi.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of ${device} (0..${zi.nrZones - 1})`, first);
     const count = a.count ?? zi.nrZones;
+    if (a.svg) { o.out(await writeZoneMapFile(a.svg, backend, { firstZone: first, zoneCount: Math.min(count, zi.nrZones - first), subject: device })); return 0; }
     const zones: ZoneJson[] = [];
     let z = first;
     await backend.reportZones(first * zi.zoneSectors, count, (start, len, cap, wp, type, cond) => {

@@ -17,6 +17,8 @@ import { VhostUserServer } from '../vhost-user/server.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
 import type { CommandModule } from './main.js';
 import type { Out } from './image-commands.js';
+import { createObserver } from '../observe/observer.js';
+import { startHttpListener, type HttpListener } from '../observe/http-listener.js';
 
 export interface ServeArgs {
   socket: string;
@@ -38,6 +40,9 @@ export interface ServeArgs {
   logLevel: LevelWithSilent;
   /** Print ready-to-paste VM command lines once listening. */
   hints: boolean;
+  /** HOST:PORT of the read-only HTTP listener (live page, /metrics, /zones). */
+  http?: string;
+  httpAllowRemote?: boolean;
 }
 
 export function openBackend(a: ServeArgs, log: Logger): Backend {
@@ -91,6 +96,8 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   const backend = openBackend(a, log);
   const device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
   const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  const observer = createObserver({ device, backend, server, subject: a.image ?? a.device ?? '(memory)', logger: log });
+  let http: HttpListener | null = null;
   // Handlers go in before the socket exists: whoever sees the socket may signal at once, and a
   // signal before process.on() would take the default action (death without cleanup).
   let stopping = false;
@@ -102,6 +109,8 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
     log.info({ signal }, 'stopping: finishing in-flight requests');
     (async () => {
       let code = 0;
+      observer.close();
+      try { await http?.close(); } catch (err) { log.error({ err }, 'closing the HTTP listener failed'); }
       try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
       try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
       try { fs.rmSync(a.socket, { force: true }); } catch { /* already gone */ }
@@ -117,10 +126,13 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
+    if (a.http) http = await startHttpListener({ address: a.http, allowRemote: !!a.httpAllowRemote, routes: observer.routes, logger: log });
     server.listen();
   } catch (err) {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
+    observer.close();
+    await http?.close();
     await backend.close();
     throw err;
   }
@@ -158,10 +170,12 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('queue-size', { type: 'string', coerce: intOpt('--queue-size'), default: '1024', describe: 'largest virtqueue size accepted' })
   .option('read-only', { type: 'boolean', default: false })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
-  .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' }),
+  .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' })
+  .option('http', { type: 'string', describe: 'HOST:PORT: read-only HTTP listener with the live zone-map page (/), Prometheus /metrics, /zones, /zones.svg, /events; loopback only' })
+  .option('http-allow-remote', { type: 'boolean', default: false, describe: 'let --http bind a non-loopback address (no authentication: anyone who reaches it reads the metrics and zones)' }),
 (a) => done(serve({
   socket: a.socket, image: a.image, memory: a.memory, device: a.device, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
   conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
   model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
-  logLevel: a['log-level'], hints: a.hints,
+  logLevel: a['log-level'], hints: a.hints, http: a.http, httpAllowRemote: a['http-allow-remote'],
 }, o)));

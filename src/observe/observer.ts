@@ -1,0 +1,29 @@
+// Everything a served disk exposes for watching it, built once by `serve`: the metrics
+// registry and the read-only route table that the --http listener and the control socket mount.
+import type { Logger } from 'pino';
+import type { Backend } from '../backends/backend.js';
+import type { BlkDevice } from '../blk/blk-device.js';
+import type { VhostUserServer } from '../vhost-user/server.js';
+import { DaemonMetrics, type MetricsSources } from './metrics.js';
+import { observeRoutes, type RouteTable } from './observe-routes.js';
+
+export interface Observer {
+  readonly metrics: DaemonMetrics;
+  /** Read-only routes: GET / (live page), /live.css, /live.js, /metrics, /zones, /zones.svg, /live.json, /events. */
+  readonly routes: RouteTable;
+  /** Ends event streams and the sampling timer. */
+  close(): void;
+}
+
+export function createObserver(o: { device: BlkDevice; backend: Backend; server: VhostUserServer; subject: string; logger: Logger }): Observer {
+  const sources: MetricsSources = {
+    stats: o.device.stats,
+    numQueues: o.device.numQueues,
+    inflight: (q) => o.device.inflightRequests(q),
+    backend: o.backend,
+    frontendConnected: () => o.server.connection !== null,
+  };
+  const metrics = new DaemonMetrics(sources);
+  const r = observeRoutes({ sources, metrics, subject: o.subject, logger: o.logger });
+  return { metrics, routes: r.routes, close: r.close };
+}
