@@ -18,13 +18,11 @@ export interface MetricsSources {
   frontendConnected(): boolean;
 }
 
-/** Zone census shared by the gauges of one scrape (they are collected one after another). */
-const CENSUS_TTL_MS = 200;
-
 export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly src: MetricsSources;
-  private census: { at: number; value: Promise<ZoneCensus> } | null = null;
+  /** The zone census of the scrape in progress: one zone report serves all zone gauges. */
+  private census: Promise<ZoneCensus> | null = null;
 
   constructor(src: MetricsSources, o: { processMetrics?: boolean } = {}) {
     this.src = src;
@@ -110,17 +108,21 @@ export class DaemonMetrics {
     if (o.processMetrics !== false) collectDefaultMetrics({ register: r });
   }
 
-  /** One zone report serves every zone gauge of a scrape. */
+  /** The census of the current scrape, or a fresh one when the registry is read directly. */
   zoneCensus(): Promise<ZoneCensus> {
-    const now = Date.now();
-    if (!this.census || now - this.census.at > CENSUS_TTL_MS) {
-      this.census = { at: now, value: ZoneCensus.of(this.src.backend) };
-    }
-    return this.census.value;
+    return this.census ?? ZoneCensus.of(this.src.backend);
   }
 
-  /** The text exposition format. */
-  text(): Promise<string> { return this.registry.metrics(); }
+  /** The text exposition format (one zone report per call). */
+  async text(): Promise<string> {
+    this.census = ZoneCensus.of(this.src.backend);
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.census = null;
+    }
+  }
+
   get contentType(): string { return this.registry.contentType; }
 }
 
