@@ -111,7 +111,7 @@ export class ZoneMapBuilder {
     const ch = Math.max(8, Math.min(64, Math.round(pitch * 1.25)));
     const rowPitch = ch + (pitch >= 12 ? 4 : 2);
     const left = 90, top = this.perCell > 1 ? 110 : 74;
-    const legendH = 64;
+    const legendH = 86; // room for a legend on two lines
     const width = left + gridW + 20;
     const height = top + rows * rowPitch + legendH;
     const capFrac = g.zoneSectors > 0 ? g.zoneCapacitySectors / g.zoneSectors : 1;
@@ -178,19 +178,18 @@ export class ZoneMapBuilder {
       o.push('</g>');
     }
 
-    // Legend: swatch, name, how many zones.
-    const ly = top + rows * rowPitch + 20;
-    let lx = 10;
+    // Legend: swatch, name, how many zones; wrapped to the picture's width.
+    const items = CONDITIONS.map((cd, s) => ({ label: `${cd.title} ${fmt(c.counts[s])}`, fill: CONDITION_COLOURS[s], cond: cd.label, n: c.counts[s] }));
+    let lx = 10, ly = top + rows * rowPitch + 20;
     o.push('<g class="legend">');
-    CONDITIONS.forEach((cd, s) => {
-      const label = `${cd.title} ${fmt(c.counts[s])}`;
-      o.push(`<g class="legend-item" data-cond="${cd.label}" data-zones="${c.counts[s]}">` +
-        `<rect x="${lx}" y="${ly}" width="14" height="14" fill="${CONDITION_COLOURS[s]}" stroke="#777"/>` +
-        `<text x="${lx + 19}" y="${ly + 12}">${esc(label)}</text></g>`);
-      lx += 30 + label.length * 7;
-    });
-    o.push(`<g class="legend-item"><rect x="${lx}" y="${ly}" width="14" height="14" fill="url(#gap)" stroke="#777"/>` +
-      `<text x="${lx + 19}" y="${ly + 12}">beyond capacity</text></g>`);
+    for (const it of [...items, { label: 'beyond capacity', fill: 'url(#gap)', cond: '', n: -1 }]) {
+      const w = 34 + it.label.length * 7.5;
+      if (lx + w > width - 10) { lx = 10; ly += 22; }
+      o.push(`<g class="legend-item"${it.cond ? ` data-cond="${it.cond}" data-zones="${it.n}"` : ''}>` +
+        `<rect x="${lx}" y="${ly}" width="14" height="14" fill="${it.fill}" stroke="#777"/>` +
+        `<text x="${lx + 19}" y="${ly + 12}">${esc(it.label)}</text></g>`);
+      lx += w;
+    }
     o.push('</g></svg>');
     return o.join('\n');
   }
