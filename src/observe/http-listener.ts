@@ -25,7 +25,7 @@ export function isLoopback(host: string): boolean {
   return false;
 }
 
-/** Answers one request from a read-only route table: GET and HEAD only. */
+/** Answers one request from a read-only route table: GET and HEAD only; error codes as the control API's. */
 export function dispatch(routes: RouteTable, req: http.IncomingMessage, res: http.ServerResponse, log: Logger): void {
   // Concatenated, not resolved: a target like //x must stay a path, not become a host.
   const url = new URL(`http://localhost${req.url?.startsWith('/') ? req.url : '/'}`);
@@ -35,16 +35,16 @@ export function dispatch(routes: RouteTable, req: http.IncomingMessage, res: htt
     const known = [...routes.keys()].some((k) => k.endsWith(` ${url.pathname}`));
     if (known) {
       res.setHeader('allow', 'GET, HEAD');
-      sendError(res, 405, 'EMETHOD', `${req.method} ${url.pathname}: this listener is read-only (GET, HEAD)`);
+      sendError(res, 405, 'method-not-allowed', `${req.method} ${url.pathname}: this listener is read-only (GET, HEAD)`);
     } else {
-      sendError(res, 404, 'ENOTFOUND', `no route ${url.pathname}`);
+      sendError(res, 404, 'not-found', `no route ${url.pathname}`);
     }
     return;
   }
   const fail = (err: unknown): void => {
-    if (err instanceof ZbdError && err.code === 'EARG') { sendError(res, 400, err.code, err.message.slice(err.code.length + 2)); return; }
+    if (err instanceof ZbdError && err.code === 'EARG') { sendError(res, 400, 'bad-field', err.message.slice(err.code.length + 2)); return; }
     log.error({ err, path: url.pathname }, 'HTTP request failed');
-    if (!res.headersSent) sendError(res, 500, 'EINTERNAL', (err as Error).message); else res.destroy();
+    if (!res.headersSent) sendError(res, 500, 'internal', (err as Error).message); else res.destroy();
   };
   try {
     const r = handler(req, res, url);

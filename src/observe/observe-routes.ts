@@ -44,8 +44,8 @@ export function sendError(res: ServerResponse, status: number, code: string, mes
 }
 
 /** Reads ?name=N as a non-negative integer, or throws EARG naming the parameter. */
-function intParam(url: URL, name: string): number | undefined {
-  const v = url.searchParams.get(name);
+function intParam(query: URLSearchParams, name: string): number | undefined {
+  const v = query.get(name);
   if (v === null) return undefined;
   const n = Number(v);
   if (v === '' || !Number.isSafeInteger(n) || n < 0) throw new ZbdError('EARG', `query parameter ${name}=${v} is not a non-negative integer`, v);
@@ -53,16 +53,63 @@ function intParam(url: URL, name: string): number | undefined {
 }
 
 /** Zone range from ?zone=N&count=M, checked against the disk. */
-function zoneRange(ctx: ObserveContext, url: URL): { first: number; count: number } {
+function zoneRange(ctx: ObserveContext, query: URLSearchParams): { first: number; count: number } {
   const zi = ctx.sources.backend.info.zoned;
   if (!zi) throw new ZbdError('EARG', 'this disk is not zoned (served with --model none or a regular device)', null);
-  const first = intParam(url, 'zone') ?? 0;
+  const first = intParam(query, 'zone') ?? 0;
   if (first >= zi.nrZones) throw new ZbdError('EARG', `zone=${first} is not a zone of this disk (0..${zi.nrZones - 1})`, first);
-  const count = Math.min(intParam(url, 'count') ?? zi.nrZones, zi.nrZones - first);
+  const count = Math.min(intParam(query, 'count') ?? zi.nrZones, zi.nrZones - first);
   return { first, count };
 }
 
-export function observeRoutes(ctx: ObserveContext): { routes: RouteTable; close(): void } {
+/** A complete answer, independent of the server that sends it. */
+export interface TextReply { status: number; contentType: string; text: string }
+
+function errorReply(err: unknown): TextReply {
+  if (err instanceof ZbdError && err.code === 'EARG') {
+    return { status: 400, contentType: 'application/json', text: JSON.stringify({ error: { code: 'bad-field', message: err.message.slice(err.code.length + 2) } }) };
+  }
+  throw err;
+}
+
+/** GET /metrics. */
+export async function metricsReply(ctx: ObserveContext): Promise<TextReply> {
+  return { status: 200, contentType: ctx.metrics.contentType, text: await ctx.metrics.text() };
+}
+
+/** GET /zones.svg?zone=N&count=M. */
+export async function zoneMapReply(ctx: ObserveContext, query: URLSearchParams): Promise<TextReply> {
+  try {
+    const { first, count } = zoneRange(ctx, query);
+    const svg = (await renderZoneMap(ctx.sources.backend, { firstZone: first, zoneCount: count, subject: ctx.subject })).render();
+    return { status: 200, contentType: 'image/svg+xml', text: svg };
+  } catch (err) {
+    return errorReply(err);
+  }
+}
+
+function sendReply(res: ServerResponse, r: TextReply): void {
+  res.writeHead(r.status, { 'content-type': r.contentType, 'content-length': Buffer.byteLength(r.text), 'cache-control': 'no-store' });
+  res.end(r.text);
+}
+
+/**
+ * The routes that fit a request/reply API router (the control socket's): metrics, the zone
+ * map and one live sample. The page and its event stream stay on the --http listener.
+ */
+export interface RouteRegistrar {
+  add(method: string, pattern: string,
+    handler: (req: { query: URLSearchParams }) => Promise<{ status?: number; text: string; contentType: string } | { status?: number; json: unknown }>,
+    opts?: { readOnly?: boolean }): unknown;
+}
+
+export function registerObserveApiRoutes(router: RouteRegistrar, ctx: ObserveContext, sampler: LiveSampler): void {
+  router.add('GET', '/metrics', () => metricsReply(ctx), { readOnly: true });
+  router.add('GET', '/zones.svg', (req) => zoneMapReply(ctx, req.query), { readOnly: true });
+  router.add('GET', '/live.json', async () => ({ json: { subject: ctx.subject, ...await sampler.sample(), map: sampler.map } }), { readOnly: true });
+}
+
+export function observeRoutes(ctx: ObserveContext): { routes: RouteTable; sampler: LiveSampler; close(): void } {
   const sampler = new LiveSampler(ctx.sources, ctx.subject);
   const files = new Map<string, { body: Buffer; type: string }>();
   for (const [route, file] of Object.entries(PAGE_FILES)) {
@@ -78,14 +125,10 @@ export function observeRoutes(ctx: ObserveContext): { routes: RouteTable; close(
     });
   }
 
-  routes.set('GET /metrics', async (_req, res) => {
-    const text = await ctx.metrics.text();
-    res.writeHead(200, { 'content-type': ctx.metrics.contentType, 'content-length': Buffer.byteLength(text) });
-    res.end(text);
-  });
+  routes.set('GET /metrics', async (_req, res) => sendReply(res, await metricsReply(ctx)));
 
   routes.set('GET /zones', async (_req, res, url) => {
-    const { first, count } = zoneRange(ctx, url);
+    const { first, count } = zoneRange(ctx, url.searchParams);
     const b = ctx.sources.backend;
     const zi = b.info.zoned!;
     const zones: ZoneJson[] = [];
@@ -102,12 +145,7 @@ export function observeRoutes(ctx: ObserveContext): { routes: RouteTable; close(
     });
   });
 
-  routes.set('GET /zones.svg', async (_req, res, url) => {
-    const { first, count } = zoneRange(ctx, url);
-    const svg = (await renderZoneMap(ctx.sources.backend, { firstZone: first, zoneCount: count, subject: ctx.subject })).render();
-    res.writeHead(200, { 'content-type': 'image/svg+xml', 'content-length': Buffer.byteLength(svg), 'cache-control': 'no-store' });
-    res.end(svg);
-  });
+  routes.set('GET /zones.svg', async (_req, res, url) => sendReply(res, await zoneMapReply(ctx, url.searchParams)));
 
   routes.set('GET /live.json', async (_req, res) => {
     sendJson(res, 200, { subject: ctx.subject, ...await sampler.sample(), map: sampler.map });
@@ -134,7 +172,7 @@ export function observeRoutes(ctx: ObserveContext): { routes: RouteTable; close(
   });
 
   return {
-    routes,
+    routes, sampler,
     close() {
       sampler.close();
       for (const s of streams) s.end();

@@ -5,12 +5,17 @@ import type { Backend } from '../backends/backend.js';
 import type { BlkDevice } from '../blk/blk-device.js';
 import type { VhostUserServer } from '../vhost-user/server.js';
 import { DaemonMetrics, type MetricsSources } from './metrics.js';
-import { observeRoutes, type RouteTable } from './observe-routes.js';
+import { observeRoutes, registerObserveApiRoutes, type RouteRegistrar, type RouteTable } from './observe-routes.js';
 
 export interface Observer {
   readonly metrics: DaemonMetrics;
   /** Read-only routes: GET / (live page), /live.css, /live.js, /metrics, /zones, /zones.svg, /live.json, /events. */
   readonly routes: RouteTable;
+  /**
+   * Adds GET /metrics, /zones.svg and /live.json (read-only) to a request/reply API router:
+   * the control socket's ApiRouter.
+   */
+  registerApiRoutes(router: RouteRegistrar): void;
   /** Ends event streams and the sampling timer. */
   close(): void;
 }
@@ -24,6 +29,10 @@ export function createObserver(o: { device: BlkDevice; backend: Backend; server:
     frontendConnected: () => o.server.connection !== null,
   };
   const metrics = new DaemonMetrics(sources);
-  const r = observeRoutes({ sources, metrics, subject: o.subject, logger: o.logger });
-  return { metrics, routes: r.routes, close: r.close };
+  const ctx = { sources, metrics, subject: o.subject, logger: o.logger };
+  const r = observeRoutes(ctx);
+  return {
+    metrics, routes: r.routes, close: r.close,
+    registerApiRoutes: (router) => registerObserveApiRoutes(router, ctx, r.sampler),
+  };
 }

@@ -8,7 +8,7 @@ import { BlkDevice } from '../../src/blk/blk-device.js';
 import { ZbdError } from '../../src/errors.js';
 import { isLoopback, parseHttpAddress, startHttpListener, type HttpListener } from '../../src/observe/http-listener.js';
 import { DaemonMetrics, type MetricsSources } from '../../src/observe/metrics.js';
-import { observeRoutes } from '../../src/observe/observe-routes.js';
+import { observeRoutes, registerObserveApiRoutes, type RouteRegistrar } from '../../src/observe/observe-routes.js';
 import { ZoneOp } from '../../src/zoned/types.js';
 
 const ZS = 2048;
@@ -21,11 +21,13 @@ async function start(address = '127.0.0.1:0', allowRemote = false) {
   const device = new BlkDevice({ backend, numQueues: 2, maxQueueSize: 64, logger: log });
   const sources: MetricsSources = { stats: device.stats, numQueues: 2, inflight: (q) => device.inflightRequests(q), backend, frontendConnected: () => false };
   const metrics = new DaemonMetrics(sources);
-  const r = observeRoutes({ sources, metrics, subject: 'mem<&>', logger: log });
+  const ctx = { sources, metrics, subject: 'mem<&>', logger: log };
+  const r = observeRoutes(ctx);
   cleanups.push(() => backend.close(), () => r.close());
+  if (address === 'none') return { l: null as unknown as HttpListener, backend, ctx, r };
   const l = await startHttpListener({ address, allowRemote, routes: r.routes, logger: log });
   cleanups.push(() => l.close());
-  return { l, backend };
+  return { l, backend, ctx, r };
 }
 
 function get(l: HttpListener, p: string, method = 'GET'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
@@ -67,9 +69,9 @@ describe('read-only HTTP listener', () => {
       const r = await get(l, '/zones', m);
       expect(r.status, m).toBe(405);
       expect(r.headers.allow).toBe('GET, HEAD');
-      expect(JSON.parse(r.body).error.code).toBe('EMETHOD');
+      expect(JSON.parse(r.body).error.code).toBe('method-not-allowed');
     }
-    expect(JSON.parse((await get(l, '/nope')).body)).toEqual({ error: { code: 'ENOTFOUND', message: 'no route /nope' } });
+    expect(JSON.parse((await get(l, '/nope')).body)).toEqual({ error: { code: 'not-found', message: 'no route /nope' } });
     expect((await get(l, '//metrics')).status).toBe(404);
     const bad = await get(l, '/zones?zone=32');
     expect(bad.status).toBe(400);
@@ -133,5 +135,28 @@ describe('read-only HTTP listener', () => {
     expect(events[1].map).toContain('data-cond="full"');
     expect(events[1].zones.byCondition.full).toBe(1);
     expect(events[2].map).toBeUndefined(); // unchanged
+  });
+});
+
+describe('read-only routes on a request/reply API router (the control socket)', () => {
+  it('registers GET /metrics, /zones.svg and /live.json as read-only, with 400 for a bad zone range', async () => {
+    const { ctx, r, backend } = await start('none');
+    await backend.zoneMgmt(ZoneOp.FINISH, 2 * ZS);
+    type Handler = Parameters<RouteRegistrar['add']>[2];
+    const added = new Map<string, { h: Handler; readOnly?: boolean }>();
+    registerObserveApiRoutes({ add: (m, p, h, o) => added.set(`${m} ${p}`, { h, readOnly: o?.readOnly }) }, ctx, r.sampler);
+    expect([...added.keys()]).toEqual(['GET /metrics', 'GET /zones.svg', 'GET /live.json']);
+    expect([...added.values()].every((v) => v.readOnly)).toBe(true);
+    const m = await added.get('GET /metrics')!.h({ query: new URLSearchParams() }) as { text: string; contentType: string };
+    expect(m.contentType).toMatch(/^text\/plain/);
+    expect(m.text).toContain('vhost_user_zbd_zones{condition="full"} 1');
+    const svg = await added.get('GET /zones.svg')!.h({ query: new URLSearchParams('zone=1&count=4') }) as { text: string; status: number };
+    expect(svg.status).toBe(200);
+    expect(svg.text.match(/<g class="cell"/g)!.length).toBe(4);
+    const bad = await added.get('GET /zones.svg')!.h({ query: new URLSearchParams('zone=99') }) as { text: string; status: number };
+    expect(bad.status).toBe(400);
+    expect(JSON.parse(bad.text)).toEqual({ error: { code: 'bad-field', message: 'zone=99 is not a zone of this disk (0..31)' } });
+    const live = await added.get('GET /live.json')!.h({ query: new URLSearchParams() }) as { json: { zones: { byCondition: Record<string, number> } } };
+    expect(live.json.zones.byCondition.full).toBe(1);
   });
 });
