@@ -35,7 +35,11 @@
       bar($('active-bar'), s.zones.active, s.zones.maxActive);
       $('written').textContent = bytes(s.zones.writtenBytes);
     }
-    if (typeof s.map === 'string') {
+    if (!s.zones && !st.regular) {
+      st.regular = true;
+      $('map').innerHTML = '<p class="hint">A regular disk (--model none): no zones to draw.</p>';
+    }
+    if (typeof s.map === 'string' && s.map) {
       // Our own daemon's SVG (no user-supplied markup in it: the title text is escaped).
       $('map').innerHTML = s.map;
       st.mapUpdates++;
