@@ -183,7 +183,7 @@ export class ZoneMapBuilder {
     let lx = 10, ly = top + rows * rowPitch + 20;
     o.push('<g class="legend">');
     for (const it of [...items, { label: 'beyond capacity', fill: 'url(#gap)', cond: '', n: -1 }]) {
-      const w = 34 + it.label.length * 7.5;
+      const w = 36 + it.label.length * 6.6; // ~6.4 px per character at 12 px, with a margin
       if (lx + w > width - 10) { lx = 10; ly += 22; }
       o.push(`<g class="legend-item"${it.cond ? ` data-cond="${it.cond}" data-zones="${it.n}"` : ''}>` +
         `<rect x="${lx}" y="${ly}" width="14" height="14" fill="${it.fill}" stroke="#777"/>` +
