@@ -10,13 +10,13 @@ import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { BlkDevice } from '../../src/blk/blk-device.js';
 import { DaemonMetrics } from '../../src/observe/metrics.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
-import { BlkRequestSlot, BLK_T_IN, BLK_T_OUT, BLK_T_ZONE_APPEND, BLK_T_ZONE_RESET } from '../harness/blk-request.js';
-import type { DriverQueue } from '../harness/driver-queue.js';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import { BlkRequestSlot, REQ } from '../../src/testing/blk-request.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 
 const ZS = 2048; // 1 MiB zones
-const BLK_T_ZONE_FINISH = 22;
+const { IN: BLK_T_IN, OUT: BLK_T_OUT, ZONE_APPEND: BLK_T_ZONE_APPEND, ZONE_RESET: BLK_T_ZONE_RESET, ZONE_FINISH: BLK_T_ZONE_FINISH } = REQ;
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
 
