@@ -24,7 +24,7 @@ let browser: Browser;
 beforeAll(async () => { browser = await Browser.launch(); }, 60_000);
 afterAll(async () => {
   await browser?.close();
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  if (!process.env.OBSERVE_KEEP) for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
 describe('zone map in Chromium', () => {
@@ -116,8 +116,12 @@ describe('live page in Chromium while a Linux guest runs fio', () => {
       const rows = await page.eval<string[][]>('Array.from(document.querySelectorAll("#errors tbody tr")).map((r) => Array.from(r.cells).map((c) => c.textContent))');
       expect(rows.map((r) => r.slice(2))).toContainEqual(['write', String(60 * zs + 2048), 'zone_unaligned_wp']);
       save(d, 'live-page-end.png', await page.screenshot(true));
-    } finally {
-      expect(await daemon.stop()).toBe(0);
+    } catch (err) {
+      // The daemon's last words explain most failures here (and its exit code would mask them).
+      const tail = fs.readFileSync(daemon.log, 'utf8').split('\n').slice(-30).join('\n');
+      await daemon.stop();
+      throw new Error(`${(err as Error).message}\n--- daemon log (tail)\n${tail}`, { cause: err });
     }
+    expect(await daemon.stop()).toBe(0);
   }, 600_000);
 });
