@@ -75,4 +75,10 @@ export interface Backend {
   zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult>;
   /** Flush and release (files closed, locks dropped). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Power-loss emulation (control API, --volatile-cache): once in-flight writes finish, each
+   * listed sequential zone keeps only its data below the given sector, open zones close as
+   * after a restart, and the result is made durable. Only emulated disks can do this.
+   */
+  powerLoss?(wpAfter: ReadonlyMap<number, number>): Promise<void>;
 }

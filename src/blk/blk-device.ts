@@ -22,6 +22,21 @@ export interface BlkDeviceOptions {
   logger: Logger;
 }
 
+/**
+ * Error/latency injection asked before a request runs (control/fault-rules.ts implements it).
+ * Consulted only while `armed`: one property read per request otherwise.
+ */
+export interface RequestFaultHook {
+  readonly armed: boolean;
+  readonly delayedRequests: number;
+  /** Filled in by a decide() that returned true: status >= 0 to answer, or -1 and delayMs. */
+  readonly decision: { readonly rule: number; readonly status: number; readonly delayMs: number; readonly first: boolean };
+  decide(type: number, sector: number, nsectors: number): boolean;
+  delay(ms: number, run: () => void): void;
+  /** Run every delayed request now. */
+  releaseDelays(): void;
+}
+
 const MGMT_OPS: Record<number, ZoneOp> = {
   [REQ.ZONE_OPEN]: ZoneOp.OPEN, [REQ.ZONE_CLOSE]: ZoneOp.CLOSE, [REQ.ZONE_FINISH]: ZoneOp.FINISH,
   [REQ.ZONE_RESET]: ZoneOp.RESET, [REQ.ZONE_RESET_ALL]: ZoneOp.RESET_ALL,
@@ -56,6 +71,8 @@ export class BlkDevice implements VirtioDevice {
   private readonly hdr = new Uint8Array(OUT_HDR_SIZE);
   private readonly hdrView = new DataView(this.hdr.buffer);
   private readonly serial: Uint8Array;
+  /** Error/latency injection (control API); consulted only while a rule is live. */
+  faults: RequestFaultHook | null = null;
 
   constructor(o: BlkDeviceOptions) {
     this.backend = o.backend;
@@ -133,6 +150,8 @@ export class BlkDevice implements VirtioDevice {
 
   drainQueue(q: number): Promise<void> {
     if (!(this.inflight[q] > 0)) return Promise.resolve();
+    // The ring is stopping (front-end leaving): nobody waits for an injected delay any more.
+    if (this.faults !== null && this.faults.delayedRequests > 0) this.faults.releaseDelays();
     return new Promise((resolve) => this.drainWaiters[q].push(resolve));
   }
 
@@ -194,6 +213,34 @@ export class BlkDevice implements VirtioDevice {
       this.complete(queue, chain, STATUS.UNSUPP, 1);
       return;
     }
+    const f = this.faults;
+    if (f !== null && f.armed && this.injectFault(f, queue, chain, type, sector)) return;
+    this.dispatch(queue, chain, type, sector);
+  }
+
+  // ---- fault injection hook (control API): before the request touches the disk ----------
+  /** True when a rule took the request: answered with its status, or delayed then dispatched. */
+  private injectFault(f: RequestFaultHook, queue: VirtQueueHandle, chain: DescChain, type: number, sector: number): boolean {
+    const n = type === REQ.IN ? (chain.writableBytes - 1) >>> 9
+      : type === REQ.OUT || type === REQ.ZONE_APPEND ? (chain.readableBytes - OUT_HDR_SIZE) >>> 9 : 0;
+    if (!f.decide(type, sector, n)) return false;
+    const d = f.decision;
+    const ctx = { queue: queue.index, head: chain.head, type: REQ_NAMES[type] ?? type, sector, sectors: n, rule: d.rule };
+    if (d.status >= 0) {
+      // Nothing is executed: the zone's write pointer stays where it was, as after a failed write.
+      if (d.first) this.log.info({ ...ctx, status: d.status }, 'injected error (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, status: d.status }, 'injected error');
+      this.complete(queue, chain, d.status, 1);
+    } else {
+      if (d.first) this.log.info({ ...ctx, delayMs: d.delayMs }, 'injected delay (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, delayMs: d.delayMs }, 'injected delay');
+      f.delay(d.delayMs, () => this.dispatch(queue, chain, type, sector));
+    }
+    return true;
+  }
+  // ---- end of fault injection hook --------------------------------------------------------
+
+  private dispatch(queue: VirtQueueHandle, chain: DescChain, type: number, sector: number): void {
     switch (type) {
       case REQ.IN: this.doRead(queue, chain, sector); return;
       case REQ.OUT: this.doWrite(queue, chain, sector); return;
@@ -350,4 +397,11 @@ export class BlkDevice implements VirtioDevice {
   }
 
   get negotiatedFeatures(): bigint { return this.driverFeatures; }
+  /** The guest's write cache setting (virtio config writeback): false = write-through. */
+  get writebackEnabled(): boolean { return this.writeback; }
+  get requestsInFlight(): number {
+    let n = 0;
+    for (const v of this.inflight) n += v;
+    return n;
+  }
 }
