@@ -110,6 +110,19 @@ function jsonTail(type: ZoneType, cond: ZoneCond): Uint8Array {
   return t;
 }
 
+/** One zone of the JSON report as an object (the control API's /zones); writeZoneJson writes the same fields as bytes. */
+export interface ZoneJson {
+  zone: number; start: number; len: number; cap: number; wp: number | null;
+  type: number; typeName: string; cond: number; condName: string;
+}
+
+export function zoneJson(zone: number, start: number, len: number, cap: number, wp: number, type: ZoneType, cond: ZoneCond): ZoneJson {
+  return {
+    zone, start, len, cap, wp: wp < 0 || type === ZoneType.CONVENTIONAL ? null : wp,
+    type, typeName: ZONE_TYPE_NAMES[type], cond, condName: ZONE_COND_LONG_NAMES[cond] ?? 'unknown',
+  };
+}
+
 /**
  * One zone of the JSON report as a one-line object, into buf at pos: zone, start, len, cap
  * (sectors), wp (null for conventional zones and zones without a write pointer), type,
