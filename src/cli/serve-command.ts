@@ -10,6 +10,7 @@ import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
 import type { Backend } from '../backends/backend.js';
 import { openImage } from '../backends/file-backend.js';
 import { createMemoryBackend } from '../backends/memory-backend.js';
+import { MemoryDiskBackend } from '../backends/memory-disk-backend.js';
 import { RawFileBackend } from '../backends/raw-file-backend.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { BlkDevice } from '../blk/blk-device.js';
@@ -72,6 +73,12 @@ export function openBackend(a: ServeArgs, log: Logger): Backend {
   if (a.memory) {
     if (!a.size) throw new ZbdError('EARG', '--memory needs --size', undefined);
     const sectors = (flag: string, v: string): number => bytesToSectors(flag, parseSize(flag, v));
+    if (a.model === 'none') {
+      // A regular disk in RAM: zone flags would silently do nothing.
+      const zoneFlags = (['zoneSize', 'zoneCapacity', 'conventional', 'maxOpen', 'maxActive'] as const).filter((k) => a[k] !== undefined);
+      if (zoneFlags.length) throw new ZbdError('EARG', `--memory --model none is a regular disk; drop ${zoneFlags.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')}`, zoneFlags);
+      return new MemoryDiskBackend(sectors('--size', a.size) * 512, { blockSize: a.blockSize, readOnly: a.readOnly });
+    }
     return createMemoryBackend({
       capacitySectors: sectors('--size', a.size),
       zoneSectors: sectors('--zone-size', a.zoneSize ?? '64M'),

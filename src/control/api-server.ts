@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 
@@ -289,8 +290,14 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<unknown> {
 async function prepareApiSocketPath(path: string): Promise<void> {
   let st: fs.Stats;
   try { st = fs.lstatSync(path); } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw new ZbdError('ESOCKET', `cannot inspect control socket path ${path}: ${(err as Error).message}`, path, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new ZbdError('ESOCKET', `cannot inspect control socket path ${path}: ${(err as Error).message}`, path, { cause: err });
+    }
+    // libuv reports a missing directory as EACCES at listen(): name the real cause here.
+    try { fs.statSync(dirname(path)); } catch (e) {
+      throw new ZbdError('ESOCKET', `cannot listen on control socket ${path}: ${(e as Error).message}`, path, { cause: e });
+    }
+    return;
   }
   if (!st.isSocket()) throw new ZbdError('ESOCKET', `${path} exists and is not a socket; not replacing it`, path);
   const live = await new Promise<boolean>((resolve) => {

@@ -86,6 +86,7 @@ export interface InflightLog {
 export interface SplitRingOptions {
   index: number;
   size: number;
+  /** Bound to this queue (a child logger carrying `queue`): lines here do not repeat the key. */
   log: Logger;
   maxChainBytes?: number;
   call?: CallSignal;
@@ -219,7 +220,7 @@ export class SplitRing implements VirtQueueHandle {
       const heads = this.inflight.recover(this.usedIdx, this.size);
       const next = (this.usedIdx + heads.length) & 0xffff;
       if (heads.length > 0 || next !== this.lastAvailIdx) {
-        this.log.info({ queue: this.index, resubmit: heads.length, base: this.lastAvailIdx, usedIdx: this.usedIdx, next },
+        this.log.info({ resubmit: heads.length, base: this.lastAvailIdx, usedIdx: this.usedIdx, next },
           'inflight: resuming after the requests in flight at the last stop');
       }
       this.lastAvailIdx = next;
@@ -230,7 +231,7 @@ export class SplitRing implements VirtQueueHandle {
   private fail(reason: string): void {
     if (this.broken !== null) return;
     this.broken = reason;
-    this.log.error({ queue: this.index, reason }, 'guest bug: queue stopped');
+    this.log.error({ reason }, 'guest bug: queue stopped');
     this.onBroken?.(this, reason);
   }
 
@@ -238,7 +239,7 @@ export class SplitRing implements VirtQueueHandle {
     c.error = reason;
     const n = ++this.stats.malformed;
     if (n <= 16 || n % LOG_EVERY === 0) {
-      this.log.warn({ queue: this.index, head: c.head, reason, malformed: n }, 'malformed descriptor chain');
+      this.log.warn({ head: c.head, reason, malformed: n }, 'malformed descriptor chain');
     }
   }
 
@@ -386,7 +387,7 @@ export class SplitRing implements VirtQueueHandle {
     if (c.epoch !== this.epoch) {
       // Popped before the ring restarted: the guest's ring state was set anew since.
       c.reset();
-      this.log.warn({ queue: this.index, head: c.head }, 'completion of a request popped before the ring restarted dropped');
+      this.log.warn({ head: c.head }, 'completion of a request popped before the ring restarted dropped');
       return;
     }
     this.inFlightCount--;
