@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { makeGeometry, type GeometryInput, type ZoneGeometry } from '../zoned/geometry.js';
-import { ZoneEngine, type PersistedZoneState } from '../zoned/zone-engine.js';
+import { ZoneEngine } from '../zoned/zone-engine.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
 import { ZoneType } from '../zoned/types.js';
 import * as native from '../native/index.js';
 import type { IoVec } from './backend.js';
@@ -13,7 +14,7 @@ import { EmulatedBackend } from './emulated-backend.js';
 import { iovBytes, iovSlice } from './iovec.js';
 import {
   HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
-  imageLayout, serialFromUuid, type ImageHeader, type ZoneEntry,
+  imageLayout, serialFromUuid, type ImageHeader,
 } from './image-format.js';
 import type { Storage } from './storage.js';
 import { fileIoFor, type FileIo } from './file-io.js';
@@ -170,7 +171,7 @@ export interface ImageInspection {
   headerChecksumOk: boolean;
   actualFileSize: number;
   /** One entry per zone; null where the entry is unreadable (bad checksum). */
-  entries: (ZoneEntry | null)[];
+  entries: (PersistedZoneState | null)[];
   problems: ImageProblem[];
 }
 
@@ -217,7 +218,7 @@ function zoneTableReader(fd: number, header: ImageHeader): (z: number) => Persis
 }
 
 /** Conventional zones store their full extent; sequential ones their write pointer. */
-function conventionalEntry(engine: ZoneEngine, z: number): ZoneEntry {
+function conventionalEntry(engine: ZoneEngine, z: number): PersistedZoneState {
   const end = engine.zoneStart(z) + engine.zoneLen(z);
   return { wp: end, dataEnd: end, flags: 0 };
 }
@@ -231,7 +232,7 @@ export function inspectImageFd(fd: number): ImageInspection {
   if (size < header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (truncated)`, repair: 'extend the file (missing data reads as zeroes)' });
   else if (size > header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (trailing data)`, repair: 'truncate the trailing bytes' });
   const probe = new ZoneEngine(g);
-  const entries: (ZoneEntry | null)[] = new Array(g.nrZones);
+  const entries: (PersistedZoneState | null)[] = new Array(g.nrZones);
   for (let z = 0; z < g.nrZones; z++) {
     const e = decodeZoneEntry(table, z * ZONE_ENTRY_SIZE);
     entries[z] = e;
@@ -277,7 +278,7 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
     if (p.zone < 0) continue;
     const z = p.zone;
     const e = ins.entries[z];
-    let fixed: ZoneEntry;
+    let fixed: PersistedZoneState;
     if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
       fixed = conventionalEntry(probe, z);
     } else if (e && p.repair?.startsWith('set the data end')) {

@@ -11,6 +11,7 @@
 import { ZbdError } from '../errors.js';
 import { makeGeometry, type ZoneGeometry } from '../zoned/geometry.js';
 import { crc32 } from './crc32.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
 
 export const IMAGE_MAGIC = 'VUZBDIMG';
 export const IMAGE_VERSION = 1;
@@ -130,9 +131,7 @@ export function decodeHeader(buf: Uint8Array, fileSize: number, allowBadChecksum
   return { header: { geometry, zoneTableOffset, dataOffset, uuid, profile, fileSize: layout.fileSize }, checksumOk };
 }
 
-export interface ZoneEntry { wp: number; dataEnd: number; flags: number }
-
-export function encodeZoneEntry(e: ZoneEntry, out: Uint8Array): void {
+export function encodeZoneEntry(e: PersistedZoneState, out: Uint8Array): void {
   const dv = new DataView(out.buffer, out.byteOffset, ZONE_ENTRY_SIZE);
   dv.setBigUint64(0, BigInt(e.wp), true);
   dv.setBigUint64(8, BigInt(e.dataEnd), true);
@@ -143,7 +142,7 @@ export function encodeZoneEntry(e: ZoneEntry, out: Uint8Array): void {
 }
 
 /** Decode one entry; null when its checksum does not match (torn or corrupted). */
-export function decodeZoneEntry(buf: Uint8Array, off: number): ZoneEntry | null {
+export function decodeZoneEntry(buf: Uint8Array, off: number): PersistedZoneState | null {
   const dv = new DataView(buf.buffer, buf.byteOffset + off, ZONE_ENTRY_SIZE);
   if (dv.getUint32(28, true) !== crc32(buf, off, off + 28)) return null;
   const wp = dv.getBigUint64(0, true), dataEnd = dv.getBigUint64(8, true);

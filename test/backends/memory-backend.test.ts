@@ -8,7 +8,8 @@ import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { MemoryStorage } from '../../src/backends/memory-storage.js';
 import type { Storage } from '../../src/backends/storage.js';
 import { makeGeometry, type GeometryInput } from '../../src/zoned/geometry.js';
-import { ZoneEngine, type PersistedZoneState } from '../../src/zoned/zone-engine.js';
+import { ZoneEngine } from '../../src/zoned/zone-engine.js';
+import type { PersistedZoneState } from '../../src/zoned/zone-table.js';
 import { ZoneCond, ZoneOp } from '../../src/zoned/types.js';
 import { cn, rn } from '../zoned/helpers.js';
 
