@@ -556,7 +556,8 @@ export class HostDeviceBackend implements Backend {
     let result = ZoneResult.OK;
     for (let z = 0; z < t.nrZones; z++) {
       if (t.isConventional(z) || t.flags[z] !== 0) continue;
-      if (!(await this.fresh(z)) || !mgmtStep(ZoneOp.RESET_ALL, t, z).changed) continue;
+      if (!(await this.fresh(z))) { result = ZoneResult.IO_ERROR; continue; }
+      if (!mgmtStep(ZoneOp.RESET_ALL, t, z).changed) continue;
       try {
         await blkZoneMgmtAsync(this.fd, BLK_ZONE_OP.RESET, t.zoneStart(z), t.zoneLen(z));
       } catch (err) {
