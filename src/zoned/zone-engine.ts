@@ -354,6 +354,29 @@ export class ZoneEngine {
     if (op !== ZoneOp.OPEN && op !== ZoneOp.CLOSE) this.markDirty(z);
   }
 
+  /**
+   * Power loss of a drive with a volatile write cache (control API): each zone in `wpAfter`
+   * keeps only its data below the given sector, and every open zone closes as after a restart.
+   * The caller lets in-flight writes finish first (idle).
+   */
+  powerLoss(wpAfter: ReadonlyMap<number, number>): void {
+    if (!this.idle) throw new ZbdError('EARG', 'power loss while writes are in flight', this.inflight.size);
+    for (const [z, wp] of wpAfter) {
+      const off = wp - this.zoneStart(z);
+      if (!(z >= this.geo.conventionalZones && z < this.geo.nrZones) || !(off >= 0 && off <= this.wpOff[z]) || off % this.geo.blockSectors !== 0) {
+        throw new ZbdError('EARG', `zone ${z}: power-loss write pointer ${wp} outside its written range`, { zone: z, wp });
+      }
+      const c = this.cond[z];
+      if (c === ZoneCond.OFFLINE || c === ZoneCond.READONLY || off === this.wpOff[z]) continue;
+      this.wpOff[z] = this.durOff[z] = this.dataOff[z] = off;
+      this.markDirty(z);
+    }
+    for (let z = this.geo.conventionalZones; z < this.geo.nrZones; z++) {
+      const c = this.cond[z];
+      if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.setCond(z, this.table.restingCond(z));
+    }
+  }
+
   // ---- reports ----------------------------------------------------------------------------
 
   /** Report up to maxZones zones from the one containing `sector`. Returns how many were sunk. */

@@ -90,6 +90,31 @@ describe('zoned disk in a Linux 6.12 guest', () => {
     expect(cli('check', img)).toMatch(/clean/);
   });
 
+  it('a regular disk next to the zoned one: discard and write zeroes on --model none (fstrim on btrfs, blkdiscard -z), none on the zoned model', async () => {
+    const d = dir('discard');
+    const raw = path.join(d, 'raw.img');
+    fs.closeSync(fs.openSync(raw, 'w'));
+    fs.truncateSync(raw, 1024 * 1024 * 1024);
+    const img = path.join(d, 'zoned.img');
+    cli('create', img, '--size', '256M', '--zone-size', '16M', '--block-size', '4096');
+    const zonedSerial = serialOf(img);
+    const regular = await startDaemon(d, ['--image', raw, '--model', 'none'], 'regular');
+    const zoned = await startDaemon(d, ['--image', img], 'zoned');
+    let r;
+    try {
+      const serial = /"serial":"([^"]+)"/.exec(fs.readFileSync(regular.log, 'utf8'))?.[1] ?? '';
+      r = await runGuest({ sockets: [regular.socket, zoned.socket], script: path.join(SCRIPTS, 'regular-discard.sh'),
+        env: { OUT: d, EXPECT_SERIAL: serial, ZONED_SERIAL: zonedSerial, FS: 'btrfs' }, mem: '512M' });
+    } finally {
+      expect(await regular.stop()).toBe(0);
+      expect(await zoned.stop()).toBe(0);
+    }
+    expect(r.code, explain(r, regular.log)).toBe(0);
+    expect(r.stdout).toMatch(/ok {3}the zoned disk offers neither discard nor write zeroes/);
+    // What the guest wrote through ext4 and then trimmed, and the discarded range, hold no space.
+    expect(fs.statSync(raw).blocks * 512).toBeLessThan(96 * 1024 * 1024);
+  });
+
   it('a VM reboot: the next guest connects to the same running daemon and finds its data', async () => {
     const d = dir('reboot');
     const img = path.join(d, 'disk.img');
