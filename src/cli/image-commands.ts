@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
-import { ZoneEngine, persistedCond, reportedWp } from '../zoned/zone-engine.js';
+import { ZoneEngine } from '../zoned/zone-engine.js';
+import { reportedWp } from '../zoned/zone-rules.js';
+import { persistedCond } from '../zoned/zone-table.js';
 import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
 import {
   createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
