@@ -23,7 +23,6 @@ const ERROR_STATUS = {
   'read-only-listener': 403,
   'zone-refused': 409,
   'not-zoned': 409,
-  'unsupported': 409,
   'busy': 409,
   'body-too-large': 413,
   'internal': 500,

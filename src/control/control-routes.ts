@@ -97,9 +97,6 @@ export function registerControlRoutes(router: ApiRouter, c: ControlContext): voi
     log.info({ zone: n, action }, 'control: zone action');
     const r = await c.backend.zoneMgmt(op, n * z.zoneSectors);
     const cond = await zoneCond(c.backend, n, z.zoneSectors);
-    if (r === ZoneResult.UNSUPPORTED && c.source.device) {
-      throw new ApiError('unsupported', `zone ${action} is not available on a host device backend in this version`, { action });
-    }
     if (r !== ZoneResult.OK) {
       throw new ApiError('zone-refused', `zone ${n}: ${action} refused: ${REFUSED[r] ?? ZONE_RESULT_NAMES[r]} (condition ${ZONE_COND_LONG_NAMES[cond] ?? cond})`, { zone: n, action, result: ZONE_RESULT_NAMES[r] });
     }
