@@ -7,7 +7,7 @@ import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
 import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
 import { sysfsBlockPath } from './device-number.js';
-import { openLocked } from './file-backend.js';
+import { openLocked } from './image-file.js';
 import { iovBytes } from './iovec.js';
 import { fileIoFor, type FileIo } from './file-io.js';
 import { createHash } from 'node:crypto';

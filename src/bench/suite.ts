@@ -9,7 +9,7 @@ import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
-import { createImage } from '../backends/file-backend.js';
+import { createImage } from '../backends/image-file.js';
 import { startDaemon, packageRoot, type DaemonSpec, type QsdAio, type RunningDaemon } from './daemons.js';
 import { fioAvailable, runFioJob, type FioJob, type FioResult } from './fio.js';
 import type { LoadJob, LoadResult, OpKind } from './loadgen.js';

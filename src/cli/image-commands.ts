@@ -8,7 +8,7 @@ import { persistedCond } from '../zoned/zone-table.js';
 import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
 import {
   createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
-} from '../backends/file-backend.js';
+} from '../backends/image-file.js';
 import { decodeZoneEntry, serialFromUuid, ZONE_ENTRY_SIZE, type Preallocation } from '../backends/image-format.js';
 import { formatBytes } from '../backends/host-file-error.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';

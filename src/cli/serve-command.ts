@@ -8,7 +8,7 @@ import type { LevelWithSilent } from 'pino';
 import { ZbdError } from '../errors.js';
 import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
 import type { Backend } from '../backends/backend.js';
-import { openImage } from '../backends/file-backend.js';
+import { openImage } from '../backends/image-file.js';
 import { createMemoryBackend } from '../backends/memory-backend.js';
 import { MemoryDiskBackend } from '../backends/memory-disk-backend.js';
 import { RawFileBackend } from '../backends/raw-file-backend.js';

@@ -4,7 +4,7 @@
 //   C <id> <result> <sector>            completed (acknowledged) with its result and sector
 // Every 512-byte sector written carries [u64 sector][u64 id] so the parent can tell whose data it is.
 import fs from 'node:fs';
-import { openImage } from '../../dist/backends/file-backend.js';
+import { openImage } from '../../dist/backends/image-file.js';
 
 const [image, seedArg, firstIdArg] = process.argv.slice(2);
 let seed = Number(seedArg) >>> 0;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createImage, openImage } from '../../src/backends/file-backend.js';
+import { createImage, openImage } from '../../src/backends/image-file.js';
 import { ZoneCond, ZoneResult } from '../../src/zoned/types.js';
 
 const CYCLES = Number(process.env.CRASH_CYCLES ?? 200);

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createImage, openImage, inspectImageFd, openLocked, repairImageFd } from '../../src/backends/file-backend.js';
+import { createImage, openImage, inspectImageFd, openLocked, repairImageFd } from '../../src/backends/image-file.js';
 import { crc32 } from '../../src/backends/crc32.js';
 import { HEADER_BLOCK, ZONE_ENTRY_SIZE } from '../../src/backends/image-format.js';
 import { ZoneCond, ZoneOp, ZoneResult } from '../../src/zoned/types.js';

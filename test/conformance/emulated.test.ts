@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createImage, openImage } from '../../src/backends/file-backend.js';
+import { createImage, openImage } from '../../src/backends/image-file.js';
 import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { NULLB_GEOMETRY, SCSI_DEBUG_GEOMETRY } from './geometries.js';
 import { zoneConformanceSuite } from './zone-suite.js';

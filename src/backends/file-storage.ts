@@ -1,0 +1,115 @@
+// The data area of an image file as the emulated backend's Storage: reads, writes, resets
+// (discard) and zone-table entries, at the offsets the image header gives.
+import fs from 'node:fs';
+import { ZbdError } from '../errors.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
+import * as native from '../native/index.js';
+import type { IoVec } from './backend.js';
+import { iovBytes, iovSlice } from './iovec.js';
+import { ZONE_ENTRY_SIZE, encodeZoneEntry, type ImageHeader } from './image-format.js';
+import type { Storage } from './storage.js';
+import type { FileIo } from './file-io.js';
+
+function readvAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    io.read(fd, iov, pos, (err, n) => {
+      if (err) { reject(err); return; }
+      if (n === iovBytes(iov)) { resolve(); return; }
+      // Short read: retry the rest synchronously-simple way; EOF reads as zeroes.
+      finishShort(fd, iov, pos, n).then(resolve, reject);
+    });
+  });
+}
+
+async function finishShort(fd: number, iov: IoVec, pos: number, done: number): Promise<void> {
+  let skip = done;
+  for (const b of iov) {
+    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
+    let at = skip;
+    skip = 0;
+    while (at < b.byteLength) {
+      const n = await new Promise<number>((res, rej) => fs.read(fd, b, at, b.byteLength - at, pos + done, (e, r) => (e ? rej(e) : res(r))));
+      if (n === 0) { b.fill(0, at); done += b.byteLength - at; break; }
+      at += n;
+      done += n;
+    }
+  }
+}
+
+function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    io.write(fd, iov, pos, (err, n) => {
+      if (err) { reject(err); return; }
+      const total = iovBytes(iov);
+      if (n === total) { resolve(); return; }
+      // A short write (disk full mid-way) is retried for the rest, which reports the error.
+      if (n === 0) { reject(new ZbdError('EIMAGE', `write of ${total} bytes at offset ${pos} wrote nothing`, pos)); return; }
+      writevAll(io, fd, iovSlice(iov, n, total), pos + n).then(resolve, reject);
+    });
+  });
+}
+
+/** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
+const DISCARD_PIECE = 8 << 20;
+/** linux/falloc.h: zero a range, keeping (or making) its blocks allocated. */
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const EOPNOTSUPP = 95;
+
+export class FileStorage implements Storage {
+  private readonly entry = new Uint8Array(ZONE_ENTRY_SIZE);
+  private closed = false;
+  /** io: how the data moves (fileIoFor(image path)). */
+  constructor(private readonly fd: number, private readonly header: ImageHeader, private readonly io: FileIo) {}
+
+  readv(byteOffset: number, iov: IoVec): Promise<void> {
+    return readvAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
+  }
+  writev(byteOffset: number, iov: IoVec): Promise<void> {
+    return writevAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
+  }
+  sync(): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+  /** Preallocated images: whether the filesystem zeroes a range in place (ext4, xfs) or must punch and re-allocate (tmpfs). */
+  private zeroRangeWorks = true;
+  async discard(byteOffset: number, length: number): Promise<void> {
+    // In pieces on the thread pool: freeing a 256 MiB zone on tmpfs takes ~40 ms with the
+    // file's inode lock held, which every write to the image also needs. Between pieces the
+    // loop's writes to other zones get the lock.
+    const start = this.header.dataOffset + byteOffset, end = start + length;
+    const reserve = this.header.preallocation !== 'off';
+    for (let off = start; off < end; off += DISCARD_PIECE) {
+      const len = Math.min(DISCARD_PIECE, end - off);
+      if (!reserve) {
+        await native.fallocateAsync(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, off, len);
+        continue;
+      }
+      // A preallocated image keeps its space through a reset (the user reserved it so writes
+      // cannot meet ENOSPC); the old data is zeroed all the same, so a repaired entry can
+      // never expose it.
+      if (this.zeroRangeWorks) {
+        try {
+          await native.fallocateAsync(this.fd, FALLOC_FL_ZERO_RANGE | native.FALLOC_FL_KEEP_SIZE, off, len);
+          continue;
+        } catch (err) {
+          if ((err as { errno?: number }).errno !== EOPNOTSUPP) throw err;
+          this.zeroRangeWorks = false;
+        }
+      }
+      await native.fallocateAsync(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, off, len);
+      await native.fallocateAsync(this.fd, native.FALLOC_FL_KEEP_SIZE, off, len);
+    }
+  }
+  persistZone(zone: number, state: PersistedZoneState): void {
+    encodeZoneEntry(state, this.entry);
+    // Synchronous 32-byte write into the page cache: the entry is in the file before the
+    // write it describes is acknowledged, so a kill -9 right after cannot lose it.
+    const n = fs.writeSync(this.fd, this.entry, 0, ZONE_ENTRY_SIZE, this.header.zoneTableOffset + zone * ZONE_ENTRY_SIZE);
+    if (n !== ZONE_ENTRY_SIZE) throw new ZbdError('EIMAGE', `short zone table write (${n} bytes) for zone ${zone}`, zone);
+  }
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await new Promise<void>((resolve, reject) => fs.close(this.fd, (e) => (e ? reject(e) : resolve())));
+  }
+}
