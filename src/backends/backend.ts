@@ -1,12 +1,10 @@
 // The one interface every backend (file emulation, host zoned device, memory) implements.
 // blk/ calls it; it never sees descriptors, only byte views of guest memory (iovecs).
 import type { ZoneCond, ZoneOp, ZoneResult, ZoneSink, ZoneType } from '../zoned/types.js';
+import type { IoVec } from '../iovec.js';
 
 /** Zone reports go to a ZoneSink (defined with the zone vocabulary; re-exported for the users of this interface). */
 export type { ZoneSink };
-
-/** Scatter/gather list: views into mapped guest memory, never copies. */
-export type IoVec = readonly Uint8Array[];
 
 export interface ZonedInfo {
   /** Zone size in 512-byte sectors (power of two). */

@@ -23,8 +23,7 @@
 import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
 import { closeFd, isMapped, memfdCreate, mmap, munmap, pageOffsetOf, pageSize } from '../native/index.js';
-import type { IoVec } from './backend.js';
-import { iovBytes, iovRead, iovWrite } from './iovec.js';
+import { iovBytes, iovRead, iovWrite, type IoVec } from '../iovec.js';
 
 export interface DirectIoOptions {
   /** Logical block size in bytes: positions and segment lengths must be multiples. */

@@ -12,7 +12,7 @@
 // Both call back with (err, bytes); a short count is the caller's business, as with preadv.
 import fs from 'node:fs';
 import { FdPoller, IoRing, NativeError, readCounter } from '../native/index.js';
-import type { IoVec } from './backend.js';
+import type { IoVec } from '../iovec.js';
 
 export type IoCallback = (err: Error | null, bytes: number) => void;
 

@@ -32,7 +32,7 @@ import {
   mgmtStep, readableSectors, reportedWp,
 } from '../zoned/zone-rules.js';
 import { ZONE_FLAG_OFFLINE, ZoneTable, faultCond } from '../zoned/zone-table.js';
-import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
+import type { AppendResult, Backend, BackendInfo } from './backend.js';
 import { DirectIo } from './direct-io.js';
 import { ERRNO, classifyAfterResync, errnoOf, mapErrno, type HostOp } from './host-errno.js';
 import { probeHostDevice, type HostDeviceFacts } from './host-device-probe.js';
@@ -40,7 +40,7 @@ import {
   BLK_ZONE_TYPE_CONVENTIONAL, BLK_ZONE_TYPE_SEQWRITE_PREF, BLK_ZONE_TYPE_SEQWRITE_REQ, reportHostZones, reportHostZonesSync,
   type HostZone,
 } from './host-zone-report.js';
-import { iovBytes, iovFill, iovSlice } from './iovec.js';
+import { iovBytes, iovFill, iovSlice, type IoVec } from '../iovec.js';
 import { ZoneQueues } from './zone-queues.js';
 
 export interface HostDeviceOptions {

@@ -1,7 +1,7 @@
 // A regular (non-zoned) disk in RAM: `serve --memory --model none`, and the device-model tests.
 // Nothing survives the process; never-written and discarded ranges take no memory.
-import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
-import { iovBytes } from './iovec.js';
+import type { AppendResult, Backend, BackendInfo } from './backend.js';
+import { iovBytes, type IoVec } from '../iovec.js';
 import { MemoryStorage } from './memory-storage.js';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';

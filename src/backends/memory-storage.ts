@@ -1,5 +1,5 @@
 // RAM storage for tests and benchmarks: sparse 1 MiB chunks, allocated on first write.
-import type { IoVec } from './backend.js';
+import type { IoVec } from '../iovec.js';
 import type { Storage } from './storage.js';
 
 const CHUNK_SHIFT = 20;

@@ -2,7 +2,7 @@
 // requests on a Backend and completes each through one path (status byte, push, notify).
 import type { Logger } from 'pino';
 import type { AppendResult, Backend } from '../backends/backend.js';
-import { iovWrite } from '../backends/iovec.js';
+import { iovWrite } from '../iovec.js';
 import type { DescChain, VirtQueueHandle, VirtioDevice } from '../virtio/device.js';
 import { ZONE_RESULT_NAMES, ZoneResult } from '../zoned/types.js';
 import {

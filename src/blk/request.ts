@@ -2,7 +2,7 @@
 // typed request out, or a refusal with the reason. Pure: no I/O, no logging, no clock; the
 // device runs what comes out. Request objects are reused (one per queue slot) so the hot path
 // allocates nothing here.
-import { iovRead, iovSliceInto } from '../backends/iovec.js';
+import { iovRead, iovSliceInto } from '../iovec.js';
 import type { DescChain, VirtQueueHandle } from '../virtio/device.js';
 import { ZoneOp } from '../zoned/types.js';
 import {

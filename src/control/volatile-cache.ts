@@ -11,8 +11,8 @@
 // where it is a non-cached command. Only wrapped in when --volatile-cache is given: without
 // it the request path does not pass here at all.
 import type { Logger } from 'pino';
-import type { AppendResult, Backend, BackendInfo, IoVec, ZoneSink } from '../backends/backend.js';
-import { iovBytes } from '../backends/iovec.js';
+import type { AppendResult, Backend, BackendInfo, ZoneSink } from '../backends/backend.js';
+import { iovBytes, type IoVec } from '../iovec.js';
 import { SECTOR_SHIFT, SECTOR_SIZE, ZoneOp, ZoneResult } from '../zoned/types.js';
 import type { Rng } from './rng.js';
 

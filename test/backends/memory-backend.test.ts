@@ -2,7 +2,8 @@
 // zero fill), concurrent appends, zone management ordering against in-flight writes, and a
 // read-only device (item 21: writes fail with IOERR and write nothing).
 import { describe, expect, it } from 'vitest';
-import type { IoVec, ZoneDescriptor } from '../../src/backends/backend.js';
+import type { ZoneDescriptor } from '../../src/backends/backend.js';
+import type { IoVec } from '../../src/iovec.js';
 import { EmulatedBackend } from '../../src/backends/emulated-backend.js';
 import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { MemoryStorage } from '../../src/backends/memory-storage.js';

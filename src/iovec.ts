@@ -1,5 +1,8 @@
-// Scatter/gather helpers over guest-memory views. Views are sliced, never copied.
-import type { IoVec } from './backend.js';
+// Scatter/gather lists over guest-memory views, shared by virtio/, blk/ and backends/.
+// Views are sliced, never copied.
+
+/** Scatter/gather list: views into mapped guest memory, never copies. */
+export type IoVec = readonly Uint8Array[];
 
 export function iovBytes(iov: IoVec): number {
   let n = 0;
