@@ -18,8 +18,7 @@
 // are emulated in the mirror only: the drive itself is not touched, except that clearing an
 // offline zone resets it on the drive (it comes back EMPTY, as in the emulation).
 import fs from 'node:fs';
-import path from 'node:path';
-import { createHash } from 'node:crypto';
+import { hostDeviceSerial } from './serial.js';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { BLK_ZONE_OP, blkZoneMgmtAsync } from '../native/index.js';
@@ -72,12 +71,6 @@ const MGMT_NAMES: Record<number, string> = {
   [ZoneOp.RESET_ALL]: 'reset-all', [ZoneOp.SET_READONLY]: 'set-readonly', [ZoneOp.SET_OFFLINE]: 'set-offline',
   [ZoneOp.CLEAR_FAULT]: 'clear-fault',
 };
-
-/** The virtio serial (20 bytes max): stable across restarts for the same medium. */
-function serialFor(f: HostDeviceFacts): string {
-  const identity = f.identity ?? `${path.resolve(f.path)}:${f.major}:${f.minor}:${f.capacitySectors}`;
-  return 'vuzbd-' + createHash('sha1').update(identity).digest('hex').slice(0, 14);
-}
 
 function openDevice(devPath: string, readOnly: boolean, exclusive: boolean): number {
   const c = fs.constants;
@@ -168,7 +161,7 @@ export class HostDeviceBackend implements Backend {
         blockSize: bs,
         physicalBlockSize: facts.physicalBlockSize,
         readOnly,
-        serial: serialFor(facts),
+        serial: hostDeviceSerial(facts),
         zoned: null,
       };
       const io = new DirectIo(fd, { blockSize: bs, memAlign: facts.memAlign });

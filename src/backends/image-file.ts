@@ -13,12 +13,13 @@ import * as native from '../native/index.js';
 import { EmulatedBackend } from './emulated-backend.js';
 import {
   HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
-  imageLayout, serialFromUuid, type ImageHeader, type Preallocation,
+  imageLayout, type ImageHeader, type Preallocation,
 } from './image-format.js';
 import { errnoNameOf, formatBytes, hostFileError, onHostFile } from './host-file-error.js';
 import { filesystemOf, lockHolder, probeMaxFileSize, processFileSizeLimit } from './host-filesystem.js';
 import { fileIoFor } from './file-io.js';
 import { FileStorage } from './file-storage.js';
+import { imageSerial } from './serial.js';
 
 export type ImageProfile = 'smr' | 'zns';
 
@@ -461,7 +462,7 @@ export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImag
     opts.logger?.debug({ file, io: io.kind, preallocation: header.preallocation }, 'file I/O engine');
     if (opts.logger && !opts.readOnly) warnIfShortOfSpace(fd, file, header, opts.logger);
     const backend = new EmulatedBackend(engine, new FileStorage(fd, header, io), {
-      readOnly: opts.readOnly, logger: opts.logger, serial: serialFromUuid(header.uuid),
+      readOnly: opts.readOnly, logger: opts.logger, serial: imageSerial(header.uuid),
     });
     return { backend, header };
   } catch (err) {

@@ -177,8 +177,3 @@ export function decodeZoneEntry(buf: Uint8Array, off: number): PersistedZoneStat
   // Out-of-range values stay representable as -1 so the engine's validation names them.
   return { wp: u64le(buf, off), dataEnd: u64le(buf, off + 8), flags: u32le(buf, off + 16) };
 }
-
-/** The serial a guest sees (virtio GET_ID, 20 bytes max), stable for the image. */
-export function serialFromUuid(uuid: Uint8Array): string {
-  return 'vuzbd-' + Buffer.from(uuid.subarray(0, 7)).toString('hex');
-}

@@ -3,6 +3,7 @@
 import type { AppendResult, Backend, BackendInfo } from './backend.js';
 import { iovBytes, type IoVec } from '../iovec.js';
 import { MemoryStorage } from './memory-storage.js';
+import { MEMORY_SERIAL } from './serial.js';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
 
@@ -21,7 +22,7 @@ export class MemoryDiskBackend implements Backend {
     this.storage = new MemoryStorage(sizeBytes);
     this.info = {
       capacitySectors: sizeBytes / SECTOR_SIZE, blockSize, physicalBlockSize: blockSize,
-      readOnly: opts.readOnly ?? false, serial: opts.serial ?? 'vuzbd-memory', zoned: null,
+      readOnly: opts.readOnly ?? false, serial: opts.serial ?? MEMORY_SERIAL, zoned: null,
     };
   }
 

@@ -1,7 +1,6 @@
 // A plain raw file served as a regular (non-zoned) disk: `serve --model none`, for front-ends
 // without the zoned feature and as the like-for-like peer of qemu-storage-daemon.
 import fs from 'node:fs';
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
@@ -10,7 +9,7 @@ import { sysfsBlockPath } from './device-number.js';
 import { openLocked } from './image-file.js';
 import { iovBytes, type IoVec } from '../iovec.js';
 import { fileIoFor, type FileIo } from './file-io.js';
-import { createHash } from 'node:crypto';
+import { rawFileSerial } from './serial.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from '../native/index.js';
 import { ERRNO, errnoOf } from './host-errno.js';
 
@@ -55,8 +54,7 @@ export class RawFileBackend implements Backend {
       fs.closeSync(fd);
       throw new ZbdError('EIMAGE', `${file}: size ${size} is not a positive multiple of the block size ${blockSize}`, size);
     }
-    // The serial must stay the same across restarts: derive it from the path and inode.
-    const serial = 'vuzbd-' + createHash('sha1').update(`${path.resolve(file)}:${st.ino}`).digest('hex').slice(0, 14);
+    const serial = rawFileSerial(file, st.ino);
     // A block device node lives on devtmpfs: its statfs says nothing about the device.
     const io = fileIoFor(st.isBlockDevice() ? null : file);
     opts.logger?.debug({ file, io: io.kind }, 'file I/O engine');

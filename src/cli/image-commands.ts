@@ -9,7 +9,8 @@ import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '..
 import {
   createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
 } from '../backends/image-file.js';
-import { decodeZoneEntry, serialFromUuid, ZONE_ENTRY_SIZE, type Preallocation } from '../backends/image-format.js';
+import { decodeZoneEntry, ZONE_ENTRY_SIZE, type Preallocation } from '../backends/image-format.js';
+import { imageSerial } from '../backends/serial.js';
 import { formatBytes } from '../backends/host-file-error.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { jsonReportHead, jsonReportTail, writeZoneJson, writeZoneLine, ZONE_LINE_MAX } from './report-format.js';
@@ -96,7 +97,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
     const batch = new OutputBatch(o);
     if (a.json) {
       batch.add(jsonReportHead({
-        image, serial: serialFromUuid(header.uuid), profile: header.profile, preallocation: header.preallocation,
+        image, serial: imageSerial(header.uuid), profile: header.profile, preallocation: header.preallocation,
         capacitySectors: g.capacitySectors, blockSize: g.blockSize, zoneSectors: g.zoneSectors,
         zoneCapacitySectors: g.zoneCapacitySectors, nrZones: g.nrZones, conventionalZones: g.conventionalZones,
         maxOpenZones: g.maxOpenZones, maxActiveZones: g.maxActiveZones, maxAppendSectors: g.maxAppendSectors,
