@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
 import { closeFd, isMapped, memfdCreate, mmap, munmap, pageOffsetOf, pageSize } from '../native/index.js';
 import { iovBytes, iovRead, iovWrite, type IoVec } from '../iovec.js';
+import { transferAllAsync, type Mover, type TransferDir } from './transfer-all.js';
 
 export interface DirectIoOptions {
   /** Logical block size in bytes: positions and segment lengths must be multiples. */
@@ -97,32 +98,11 @@ export class BouncePool {
   }
 }
 
-function preadv(fd: number, iov: Uint8Array[], pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.readv(fd, iov, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-function pwritev(fd: number, iov: Uint8Array[], pos: number): Promise<number> {
-  return new Promise((resolve, reject) => fs.writev(fd, iov, pos, (err, n) => (err ? reject(err) : resolve(n))));
-}
-
-/** Views of iov after its first `skip` bytes. */
-function dropFront(iov: readonly Uint8Array[], skip: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const b of iov) {
-    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
-    out.push(skip > 0 ? b.subarray(skip) : b);
-    skip = 0;
-  }
-  return out;
-}
-
-/** The device moved fewer bytes than asked without an error: treated as the EIO it is. */
-export class ShortTransferError extends ZbdError {
-  readonly errno = 5;
-  constructor(dir: 'read' | 'write', pos: number, n: number, wanted: number) {
-    super('EDEVICE', `short ${dir} at byte ${pos}: ${n} of ${wanted} bytes`, { pos, n, wanted });
-  }
-}
+/** Plain preadv/pwritev on the thread pool (O_DIRECT waits for the device). */
+const directMover: Mover = {
+  read: (fd, iov, pos, cb) => fs.readv(fd, iov as Uint8Array[], pos, cb),
+  write: (fd, iov, pos, cb) => fs.writev(fd, iov as Uint8Array[], pos, cb),
+};
 
 export class DirectIo {
   readonly blockSize: number;
@@ -211,18 +191,8 @@ export class DirectIo {
     }
   }
 
-  /** One preadv/pwritev, continued while it comes back short (at most IOV_MAX segments per call). */
-  private async transfer(dir: 'read' | 'write', pos: number, iov: Uint8Array[], bytes: number): Promise<void> {
-    let done = 0;
-    let rest = iov;
-    while (done < bytes) {
-      const n = dir === 'read' ? await preadv(this.fd, rest, pos + done) : await pwritev(this.fd, rest, pos + done);
-      // 0 means end of device; a partial block would leave the rest misaligned for O_DIRECT.
-      if (n <= 0 || n % this.blockSize !== 0) {
-        throw new ShortTransferError(dir, pos + done, n, bytes - done);
-      }
-      done += n;
-      rest = dropFront(rest, n);
-    }
+  /** One preadv/pwritev, continued while it comes back short by whole blocks (a part of a block would leave the rest misaligned). */
+  private transfer(dir: TransferDir, pos: number, iov: Uint8Array[], bytes: number): Promise<void> {
+    return transferAllAsync(directMover, dir, this.fd, iov, pos, bytes, this.blockSize);
   }
 }

@@ -9,7 +9,8 @@
 // - the libuv thread pool (fs.readv / fs.writev): the fallback where io_uring is refused
 //   (old kernel, seccomp, io_uring_disabled), or forced with VHOST_USER_ZBD_IO=threads.
 //
-// Both call back with (err, bytes); a short count is the caller's business, as with preadv.
+// Both call back with (err, bytes) as preadv does; callers move whole requests through
+// transferAll (transfer-all.ts), which holds the one rule for short counts.
 import fs from 'node:fs';
 import { FdPoller, IoRing, NativeError, readCounter } from '../native/index.js';
 import type { IoVec } from '../iovec.js';

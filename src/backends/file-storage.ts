@@ -1,52 +1,13 @@
 // The data area of an image file as the emulated backend's Storage: reads, writes, resets
 // (discard) and zone-table entries, at the offsets the image header gives.
 import fs from 'node:fs';
-import { ZbdError } from '../errors.js';
 import type { PersistedZoneState } from '../zoned/zone-table.js';
 import * as native from '../native/index.js';
-import { iovBytes, iovSlice, type IoVec } from '../iovec.js';
+import { iovBytes, type IoVec } from '../iovec.js';
 import { ZONE_ENTRY_SIZE, encodeZoneEntry, type ImageHeader } from './image-format.js';
 import type { Storage } from './storage.js';
 import type { FileIo } from './file-io.js';
-
-function readvAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    io.read(fd, iov, pos, (err, n) => {
-      if (err) { reject(err); return; }
-      if (n === iovBytes(iov)) { resolve(); return; }
-      // Short read: retry the rest synchronously-simple way; EOF reads as zeroes.
-      finishShort(fd, iov, pos, n).then(resolve, reject);
-    });
-  });
-}
-
-async function finishShort(fd: number, iov: IoVec, pos: number, done: number): Promise<void> {
-  let skip = done;
-  for (const b of iov) {
-    if (skip >= b.byteLength) { skip -= b.byteLength; continue; }
-    let at = skip;
-    skip = 0;
-    while (at < b.byteLength) {
-      const n = await new Promise<number>((res, rej) => fs.read(fd, b, at, b.byteLength - at, pos + done, (e, r) => (e ? rej(e) : res(r))));
-      if (n === 0) { b.fill(0, at); done += b.byteLength - at; break; }
-      at += n;
-      done += n;
-    }
-  }
-}
-
-function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    io.write(fd, iov, pos, (err, n) => {
-      if (err) { reject(err); return; }
-      const total = iovBytes(iov);
-      if (n === total) { resolve(); return; }
-      // A short write (disk full mid-way) is retried for the rest, which reports the error.
-      if (n === 0) { reject(new ZbdError('EIMAGE', `write of ${total} bytes at offset ${pos} wrote nothing`, pos)); return; }
-      writevAll(io, fd, iovSlice(iov, n, total), pos + n).then(resolve, reject);
-    });
-  });
-}
+import { transferAllAsync, writeAllSync } from './transfer-all.js';
 
 /** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
 const DISCARD_PIECE = 8 << 20;
@@ -61,10 +22,10 @@ export class FileStorage implements Storage {
   constructor(private readonly fd: number, private readonly header: ImageHeader, private readonly io: FileIo) {}
 
   readv(byteOffset: number, iov: IoVec): Promise<void> {
-    return readvAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
+    return transferAllAsync(this.io, 'read', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov));
   }
   writev(byteOffset: number, iov: IoVec): Promise<void> {
-    return writevAll(this.io, this.fd, iov, this.header.dataOffset + byteOffset);
+    return transferAllAsync(this.io, 'write', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov));
   }
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
@@ -103,8 +64,7 @@ export class FileStorage implements Storage {
     encodeZoneEntry(state, this.entry);
     // Synchronous 32-byte write into the page cache: the entry is in the file before the
     // write it describes is acknowledged, so a kill -9 right after cannot lose it.
-    const n = fs.writeSync(this.fd, this.entry, 0, ZONE_ENTRY_SIZE, this.header.zoneTableOffset + zone * ZONE_ENTRY_SIZE);
-    if (n !== ZONE_ENTRY_SIZE) throw new ZbdError('EIMAGE', `short zone table write (${n} bytes) for zone ${zone}`, zone);
+    writeAllSync(this.fd, this.entry, this.header.zoneTableOffset + zone * ZONE_ENTRY_SIZE);
   }
   async close(): Promise<void> {
     if (this.closed) return;

@@ -20,6 +20,7 @@ import { filesystemOf, lockHolder, probeMaxFileSize, processFileSizeLimit } from
 import { fileIoFor } from './file-io.js';
 import { FileStorage } from './file-storage.js';
 import { imageSerial } from './serial.js';
+import { readAllSync, writeAllSync } from './transfer-all.js';
 
 export type ImageProfile = 'smr' | 'zns';
 
@@ -117,8 +118,8 @@ function sizeDataArea(fd: number, h: ImageHeader, file: string): void {
       native.fallocate(fd, 0, h.dataOffset, dataBytes);
     } else {
       const zeroes = new Uint8Array(Math.min(ZERO_FILL_CHUNK, dataBytes));
-      for (let off = h.dataOffset; off < h.fileSize;) {
-        off += fs.writeSync(fd, zeroes, 0, Math.min(zeroes.byteLength, h.fileSize - off), off);
+      for (let off = h.dataOffset; off < h.fileSize; off += zeroes.byteLength) {
+        writeAllSync(fd, zeroes.subarray(0, Math.min(zeroes.byteLength, h.fileSize - off)), off);
       }
     }
   } catch (err) {
@@ -158,7 +159,7 @@ export function createImage(file: string, opts: CreateImageOptions): ImageHeader
   const fd = onHostFile('create', file, () => fs.openSync(tmp, 'wx', 0o644));
   let open = true;
   try {
-    fs.writeSync(fd, encodeHeader(header), 0, HEADER_BLOCK, 0);
+    writeAllSync(fd, encodeHeader(header), 0);
     // The table in pieces: a million zones' table is 32 MB.
     const engine = new ZoneEngine(geometry);
     const chunk = new Uint8Array(Math.min(TABLE_CHUNK_ENTRIES, geometry.nrZones) * ZONE_ENTRY_SIZE);
@@ -180,11 +181,6 @@ export function createImage(file: string, opts: CreateImageOptions): ImageHeader
     throw err instanceof ZbdError && !errnoNameOf(err) ? err : hostFileError(err, 'create', file);
   }
   return header;
-}
-
-/** pwrite all of buf at pos (a short write is continued; a full disk then reports ENOSPC). */
-function writeAllSync(fd: number, buf: Uint8Array, pos: number): void {
-  for (let done = 0; done < buf.byteLength;) done += fs.writeSync(fd, buf, done, buf.byteLength - done, pos + done);
 }
 
 /** A problem found in an image: `zone` is -1 for the header/file. */
@@ -232,12 +228,7 @@ const TABLE_CHUNK_ENTRIES = 16384;
 
 /** Read the entries of zones [first, first + count) into buf (count × 32 bytes). */
 function readZoneTable(fd: number, header: ImageHeader, first: number, count: number, buf: Uint8Array): void {
-  const bytes = count * ZONE_ENTRY_SIZE;
-  let n = 0;
-  for (let r = -1; n < bytes && r !== 0; n += r) {
-    r = fs.readSync(fd, buf, n, bytes - n, header.zoneTableOffset + first * ZONE_ENTRY_SIZE + n);
-  }
-  if (n !== bytes) throw new ZbdError('EIMAGE', `short read of the zone table at zone ${first} (${n} of ${bytes} bytes)`, first);
+  readAllSync(fd, buf.subarray(0, count * ZONE_ENTRY_SIZE), header.zoneTableOffset + first * ZONE_ENTRY_SIZE);
 }
 
 /**
@@ -347,7 +338,7 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
   const g = ins.header.geometry;
   const probe = new ZoneEngine(g);
   if (!ins.headerChecksumOk) {
-    fs.writeSync(fd, encodeHeader(ins.header), 0, HEADER_BLOCK, 0);
+    writeAllSync(fd, encodeHeader(ins.header), 0);
     done.push('header: rewrote the checksum');
   }
   if (ins.actualFileSize !== ins.header.fileSize) {
@@ -374,7 +365,7 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
       fixed = { wp: capEnd, dataEnd: capEnd, flags: e ? e.flags & 3 : 0 };
     }
     encodeZoneEntry(fixed, buf);
-    fs.writeSync(fd, buf, 0, ZONE_ENTRY_SIZE, ins.header.zoneTableOffset + z * ZONE_ENTRY_SIZE);
+    writeAllSync(fd, buf, ins.header.zoneTableOffset + z * ZONE_ENTRY_SIZE);
     done.push(`zone ${z}: ${p.repair} (wp ${fixed.wp}, data end ${fixed.dataEnd})`);
   }
   if (done.length) fs.fsyncSync(fd);

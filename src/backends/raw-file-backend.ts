@@ -9,6 +9,7 @@ import { sysfsBlockPath } from './device-number.js';
 import { openLocked } from './image-file.js';
 import { iovBytes, type IoVec } from '../iovec.js';
 import { fileIoFor, type FileIo } from './file-io.js';
+import { transferAll, transferAllAsync } from './transfer-all.js';
 import { rawFileSerial } from './serial.js';
 import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from '../native/index.js';
 import { ERRNO, errnoOf } from './host-errno.js';
@@ -68,8 +69,8 @@ export class RawFileBackend implements Backend {
   read(sector: number, iov: IoVec): Promise<ZoneResult> {
     const bytes = iovBytes(iov);
     if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => this.io.read(this.fd, iov, sector * SECTOR_SIZE, (err, n) => {
-      if (err || n !== bytes) { this.log?.error({ err, sector, bytes, n }, 'read failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
+    return new Promise((resolve) => transferAll(this.io, 'read', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
+      if (err) { this.log?.error({ err, sector, bytes }, 'read failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
     }));
   }
 
@@ -77,8 +78,8 @@ export class RawFileBackend implements Backend {
     if (this.info.readOnly) return Promise.resolve(ZoneResult.READ_ONLY);
     const bytes = iovBytes(iov);
     if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => this.io.write(this.fd, iov, sector * SECTOR_SIZE, (err, n) => {
-      if (err || n !== bytes) { this.log?.error({ err, sector, bytes, n }, 'write failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
+    return new Promise((resolve) => transferAll(this.io, 'write', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
+      if (err) { this.log?.error({ err, sector, bytes }, 'write failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
     }));
   }
 
@@ -156,11 +157,7 @@ export class RawFileBackend implements Backend {
     for (let off = sector * SECTOR_SIZE; off < end; off += ZERO_CHUNK) {
       const n = Math.min(ZERO_CHUNK, end - off);
       const view = n === ZERO_CHUNK ? zeroChunk : zeroChunk.subarray(0, n);
-      await new Promise<void>((resolve, reject) => this.io.write(this.fd, [view], off, (err, done) => {
-        if (err) reject(err);
-        else if (done !== n) reject(new ZbdError('EDEVICE', `short write of zeroes: ${done} of ${n} bytes at ${off}`, { off, n, done }));
-        else resolve();
-      }));
+      await transferAllAsync(this.io, 'write', this.fd, [view], off, n);
     }
   }
 
