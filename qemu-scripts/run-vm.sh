@@ -23,7 +23,7 @@
 #   --print-cmdline      print the command that would run and exit (starts nothing)
 #
 # Without --kernel or --disk it boots the test guest of build-qemu-guest.sh (Debian 6.12
-# cloud kernel, the host's / read-only, root shell on this terminal; needs root for
+# amd64 kernel, the host's / read-only, root shell on this terminal; needs root for
 # virtiofsd) through run-qemu.sh --interactive. In every case the console is this terminal:
 # Ctrl-A X quits QEMU, Ctrl-A C toggles the QEMU monitor. No network unless you add one after
 # `--` (e.g. -nic user,model=virtio-net-pci). Inside the guest, find the served disk by its
