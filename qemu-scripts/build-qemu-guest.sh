@@ -38,9 +38,10 @@ recipe_version=2
 # amd64 kernel). virtio_pci, virtio_ring, fuse and virtiofs are built in (checked below
 # against the package's config, so a future package that makes them modular fails loudly
 # instead of booting without its root share).
-# crc32c_generic: libcrc32c (btrfs, f2fs) needs a crc32c implementation, a soft dependency
-# that the modules' depends= does not list.
-modules=(virtio_blk crc32c_generic btrfs f2fs)
+# crc32c_generic and crc32_generic: btrfs (through libcrc32c) and f2fs ask the crypto API for
+# crc32c and crc32 at mount time; those soft dependencies are not in the modules' depends=,
+# and the guest has no modprobe to load them on request (f2fs mount fails with ENOENT).
+modules=(virtio_blk crc32c_generic crc32_generic btrfs f2fs)
 builtin_required=(CONFIG_VIRTIO_PCI CONFIG_VIRTIO_FS CONFIG_FUSE_FS CONFIG_DEVTMPFS
   CONFIG_BLK_DEV_INITRD CONFIG_RD_GZIP CONFIG_IO_URING CONFIG_AIO CONFIG_SYSVIPC
   CONFIG_BLK_DEV_ZONED CONFIG_SERIAL_8250_CONSOLE)
