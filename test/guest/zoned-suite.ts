@@ -37,7 +37,7 @@ export function zonedGuestSuite(fe: GuestFrontend): void {
     }
   }
 
-  interface Boot { script: string; env?: Record<string, string>; mem?: string; afterStop?: (img: string) => void }
+  interface Boot { script: string; env?: Record<string, string>; mem?: string }
 
   /**
    * Create an image with `createArgs`, then for each boot: start the daemon on it, run the guest
@@ -59,7 +59,6 @@ export function zonedGuestSuite(fe: GuestFrontend): void {
         expect(await daemon.stop()).toBe(0);
       }
       expect(r.code, explain(r, daemon.log)).toBe(0);
-      b.afterStop?.(img);
     }
     return { img, out };
   }
