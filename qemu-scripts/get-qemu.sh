@@ -169,6 +169,14 @@ done
 log "downloading ${#take[@]} of the ${#closure[@]} packages in the closure of $package $version"
 work=$(mktemp -d "$cache_root/.get-qemu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+# The file names apt gives the candidates ('URI' FILE SIZE HASH), asked once: one apt call per
+# package costs minutes on a busy machine.
+apt-get "${apt_opts[@]}" -q --print-uris download "${take[@]}" >"$work/uris.txt" 2>"$work/download.log" || {
+  show_tail 15 "$work/download.log"
+  die "apt-get --print-uris download failed"
+}
+mapfile -t files < <(awk '/^'"'"'/ { print $2 }' "$work/uris.txt")
+((${#files[@]} == ${#take[@]})) || die "apt names ${#files[@]} files for ${#take[@]} packages (see $work/uris.txt)"
 (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" -q download "${take[@]}" >"$work/download.log" 2>&1) || {
   show_tail 15 "$work/download.log"
   die "apt-get download failed"
@@ -178,11 +186,9 @@ trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$root"
 debs=()
-for p in "${take[@]}"; do
-  v=$(apt-cache "${apt_opts[@]}" policy "$p" | sed -n 's/^ *Candidate: //p')
-  f="$apt_dir/debs/${p}_${v//:/%3a}_amd64.deb"
-  [[ -f "$f" ]] || f="$apt_dir/debs/${p}_${v//:/%3a}_all.deb"
-  [[ -f "$f" ]] || die "downloaded package missing: $p $v"
+for f in "${files[@]}"; do
+  f="$apt_dir/debs/$f"
+  [[ -f "$f" ]] || die "downloaded package missing: $f"
   debs+=("$f")
   dpkg-deb -x "$f" "$root"
 done
