@@ -979,12 +979,19 @@ class FdPoller : public Napi::ObjectWrap<FdPoller> {
 // The caller owns tags (0 .. capacity-1), keeps every buffer alive and mapped until its
 // completion is reaped, and never has more than capacity operations in flight, so the
 // completion queue cannot overflow.
+//
+// The hot path is submitAndReap(): one io_uring_enter for a batch, then the completion queue
+// read from shared memory, in one call from JavaScript. While the caller reaps inline it
+// turns the eventfd off (IORING_CQ_EVENTFD_DISABLED), so the kernel does not signal, nor
+// the caller clear, an eventfd for completions it collects anyway; it turns it on only while
+// requests stay in flight after a batch.
 class IoRing : public Napi::ObjectWrap<IoRing> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "IoRing",
                        {InstanceMethod<&IoRing::Queue>("queue"), InstanceMethod<&IoRing::Submit>("submit"),
-                        InstanceMethod<&IoRing::Reap>("reap"), InstanceMethod<&IoRing::JsClose>("close"),
+                        InstanceMethod<&IoRing::Reap>("reap"), InstanceMethod<&IoRing::SubmitAndReap>("submitAndReap"),
+                        InstanceMethod<&IoRing::ArmEventFd>("armEventFd"), InstanceMethod<&IoRing::JsClose>("close"),
                         InstanceAccessor<&IoRing::EventFd>("eventFd"),
                         InstanceAccessor<&IoRing::Capacity>("capacity")});
   }
@@ -997,9 +1004,17 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
     if (!a.Ok()) return;
     io_uring_params p;
     memset(&p, 0, sizeof p);
-    p.flags = IORING_SETUP_CQSIZE;
+    // One submitter (this thread) lets the kernel skip the ring's submission locking (6.0+);
+    // older kernels refuse the flag with EINVAL and get a plain ring.
+    p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER;
     p.cq_entries = entries;
     int fd = static_cast<int>(syscall(__NR_io_uring_setup, entries, &p));
+    if (fd < 0 && errno == EINVAL) {
+      memset(&p, 0, sizeof p);
+      p.flags = IORING_SETUP_CQSIZE;
+      p.cq_entries = entries;
+      fd = static_cast<int>(syscall(__NR_io_uring_setup, entries, &p));
+    }
     if (fd < 0) {
       ThrowErrno(env, "io_uring_setup", errno, "entries=" + Str(entries));
       return;
@@ -1039,6 +1054,8 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
     cq_tail_ = reinterpret_cast<unsigned*>(base + p.cq_off.tail);
     cq_mask_ = *reinterpret_cast<unsigned*>(base + p.cq_off.ring_mask);
     cqes_ = reinterpret_cast<io_uring_cqe*>(base + p.cq_off.cqes);
+    // cq_off.flags is 0 on kernels before 5.8, which cannot turn the eventfd off.
+    cq_flags_ = p.cq_off.flags != 0 ? reinterpret_cast<unsigned*>(base + p.cq_off.flags) : nullptr;
     sq_entries_ = p.sq_entries;
     capacity_ = p.cq_entries;
     local_tail_ = *sq_tail_;
@@ -1111,36 +1128,21 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
     return Napi::Boolean::New(env, true);
   }
 
-  // submit() => entries the kernel took. Cached reads are complete when it returns.
-  Napi::Value Submit(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (ring_fd_ < 0) return ThrowErrno(env, "io_uring", EBADF, "ring closed");
+  // Hands every queued entry to the kernel in one io_uring_enter: entries it took, or -errno.
+  long SubmitQueued() {
     __atomic_store_n(sq_tail_, local_tail_, __ATOMIC_RELEASE);
     unsigned pending = local_tail_ - __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE);
-    if (pending == 0) return Napi::Number::New(env, 0);
+    if (pending == 0) return 0;
     long r;
     do r = syscall(__NR_io_uring_enter, ring_fd_, pending, 0, 0, nullptr, 0);
     while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      // Out of kernel resources for now: the entries stay queued for the next submit.
-      if (errno == EAGAIN || errno == EBUSY) return Napi::Number::New(env, 0);
-      return ThrowErrno(env, "io_uring_enter", errno, "to_submit=" + Str(pending));
-    }
-    return Napi::Number::New(env, static_cast<double>(r));
+    // Out of kernel resources for now: the entries stay queued for the next submit.
+    if (r < 0) return errno == EAGAIN || errno == EBUSY ? 0 : -errno;
+    return r;
   }
 
-  // reap(out: Float64Array) => completions copied: out[2i] = tag, out[2i+1] = result
-  // (bytes, or -errno).
-  Napi::Value Reap(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Value v = info[0];
-    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
-      Napi::TypeError::New(env, "native addon: IoRing.reap needs a Float64Array").ThrowAsJavaScriptException();
-      return Napi::Value();
-    }
-    if (ring_fd_ < 0) return Napi::Number::New(env, 0);
-    Napi::Float64Array out = v.As<Napi::Float64Array>();
-    size_t room = out.ElementLength() / 2;
+  // Copies completions to out (tag, result) pairs, at most out.length / 2; returns the pairs.
+  size_t ReapInto(double* out, size_t room) {
     unsigned head = *cq_head_;
     unsigned tail = __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE);
     size_t n = 0;
@@ -1152,7 +1154,77 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
       n++;
     }
     __atomic_store_n(cq_head_, head, __ATOMIC_RELEASE);
-    return Napi::Number::New(env, static_cast<double>(n));
+    return n;
+  }
+
+  // The Float64Array argument of reap/submitAndReap, or null (a TypeError is pending).
+  static double* OutArg(const Napi::CallbackInfo& info, const char* method, size_t* room) {
+    Napi::Value v = info[0];
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array) {
+      Napi::TypeError::New(info.Env(), std::string("native addon: IoRing.") + method + " needs a Float64Array")
+          .ThrowAsJavaScriptException();
+      return nullptr;
+    }
+    Napi::Float64Array out = v.As<Napi::Float64Array>();
+    *room = out.ElementLength() / 2;
+    return out.Data();
+  }
+
+  // submit() => entries the kernel took. Cached reads are complete when it returns.
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (ring_fd_ < 0) return ThrowErrno(env, "io_uring", EBADF, "ring closed");
+    long r = SubmitQueued();
+    if (r < 0) return ThrowErrno(env, "io_uring_enter", static_cast<int>(-r), "to_submit=" + Str(local_tail_ - *sq_head_));
+    return Napi::Number::New(env, static_cast<double>(r));
+  }
+
+  // reap(out: Float64Array) => completions copied: out[2i] = tag, out[2i+1] = result
+  // (bytes, or -errno).
+  Napi::Value Reap(const Napi::CallbackInfo& info) {
+    size_t room = 0;
+    double* out = OutArg(info, "reap", &room);
+    if (out == nullptr) return Napi::Value();
+    if (ring_fd_ < 0) return Napi::Number::New(info.Env(), 0);
+    return Napi::Number::New(info.Env(), static_cast<double>(ReapInto(out, room)));
+  }
+
+  // Completion signals on the eventfd on or off; true when completions are waiting.
+  bool SetEventFd(bool on) {
+    if (cq_flags_ != nullptr) {
+      unsigned f = __atomic_load_n(cq_flags_, __ATOMIC_RELAXED);
+      f = on ? (f & ~IORING_CQ_EVENTFD_DISABLED) : (f | IORING_CQ_EVENTFD_DISABLED);
+      __atomic_store_n(cq_flags_, f, __ATOMIC_RELEASE);
+    }
+    // The flag store before the tail load: a completion the kernel posts after we look signals.
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    return __atomic_load_n(cq_tail_, __ATOMIC_ACQUIRE) != *cq_head_;
+  }
+
+  // submitAndReap(out: Float64Array) => with eventfd signals off, submit(), then reap(out).
+  // The caller turns signals on (armEventFd) if it leaves requests in flight.
+  Napi::Value SubmitAndReap(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    size_t room = 0;
+    double* out = OutArg(info, "submitAndReap", &room);
+    if (out == nullptr) return Napi::Value();
+    if (ring_fd_ < 0) return ThrowErrno(env, "io_uring", EBADF, "ring closed");
+    SetEventFd(false);
+    long r = SubmitQueued();
+    if (r < 0) return ThrowErrno(env, "io_uring_enter", static_cast<int>(-r), "to_submit=" + Str(local_tail_ - *sq_head_));
+    return Napi::Number::New(env, static_cast<double>(ReapInto(out, room)));
+  }
+
+  // armEventFd(on) => true when completions are waiting. Turning the eventfd on, a completion
+  // posted while it was off has signalled nothing: the caller must reap when this says so.
+  // Without kernel support (before 5.8) the eventfd stays on and this reports the queue.
+  Napi::Value ArmEventFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Args a(info);
+    bool on = a.Bool(0);
+    if (!a.Ok()) return Napi::Value();
+    if (ring_fd_ < 0) return Napi::Boolean::New(env, false);
+    return Napi::Boolean::New(env, SetEventFd(on));
   }
 
   Napi::Value EventFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), efd_); }
@@ -1191,6 +1263,7 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   unsigned* cq_tail_ = nullptr;
   unsigned cq_mask_ = 0;
   io_uring_cqe* cqes_ = nullptr;
+  unsigned* cq_flags_ = nullptr;
   unsigned capacity_ = 0;
   std::vector<std::vector<iovec>> iovecs_;
 };

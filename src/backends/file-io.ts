@@ -1,9 +1,11 @@
 // Buffered file reads and writes for the file backends, through one of two engines:
 //
 // - io_uring (default when the kernel allows it): requests queued while the daemon handles a
-//   kick are submitted together in one system call at the end of that turn (a microtask);
-//   cached reads complete inside that call, so a 4K read costs no thread hand-off at all.
-//   What the kernel finishes later wakes us through the ring's eventfd.
+//   kick are submitted together in one system call at the end of that turn (a microtask),
+//   and what completed inside that call (cached reads: no thread hand-off at all) is read
+//   from the completion queue in the same call into the addon. The ring's eventfd is on only
+//   while requests stay in flight after a batch: what the kernel finishes later wakes us
+//   through it, and a batch that completes inline costs no eventfd signal, read or wake-up.
 // - the libuv thread pool (fs.readv / fs.writev): the fallback where io_uring is refused
 //   (old kernel, seccomp, io_uring_disabled), or forced with VHOST_USER_ZBD_IO=threads.
 //
@@ -158,10 +160,11 @@ class UringFileIo implements FileIo {
     this.poller = new FdPoller(this.ring.eventFd, 'r', (err) => {
       if (err) throw err; // an eventfd poll error is a bug: surface it
       readCounter(this.ring.eventFd);
-      this.reap();
+      this.reap(this.ring.reap(this.out));
     });
     // Only requests in flight keep the process alive (see start/finish).
     this.poller.unref();
+
   }
 
   read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void { this.start(false, fd, iov, pos, cb); }
@@ -194,17 +197,13 @@ class UringFileIo implements FileIo {
 
   private flush(): void {
     this.flushScheduled = false;
-    this.ring.submit();
-    // Completions posted during submit signalled the eventfd too: clear it before reaping
-    // them here, so the poller does not wake up for nothing. Later ones signal it again.
-    readCounter(this.ring.eventFd);
-    this.reap();
+    this.reap(this.ring.submitAndReap(this.out));
   }
 
-  private reap(): void {
+  /** Completes the n completions in `out`, then reaps until the queue is empty. */
+  private reap(first: number): void {
     const out = this.out;
-    for (;;) {
-      const n = this.ring.reap(out);
+    for (let n = first; ; n = this.ring.reap(out)) {
       for (let i = 0; i < n; i++) {
         const tag = out[2 * i], res = out[2 * i + 1];
         const cb = this.cbs[tag] as IoCallback;
@@ -216,7 +215,9 @@ class UringFileIo implements FileIo {
         if (res < 0) cb(new NativeError(write ? 'pwritev' : 'preadv', -res, `io_uring tag=${tag}`), 0);
         else cb(null, res);
       }
-      if (n < out.length / 2) break;
+      // Drained. Requests left in flight need the eventfd to say when they finish; signals
+      // were off since the submit, so one posted in between signalled nothing: look again.
+      if (n < out.length / 2 && (this.inFlight === 0 || !this.ring.armEventFd(true))) break;
     }
     while (this.waiting.length > 0 && this.freeTags.length > 0) {
       const w = this.waiting.shift() as Waiting;

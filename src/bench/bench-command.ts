@@ -1,17 +1,17 @@
 // `vhost-user-zbd bench`: qemu-storage-daemon and this daemon side by side on the same files,
 // driven by the same vhost-user load generator. Prints one table; optionally writes JSON,
-// a markdown section and the IOPS-vs-queue-depth plot.
+// a markdown section and the IOPS-vs-queue-depth plot. A tool apart from the daemon: the CLI
+// loads this module only when `bench` is asked for, and it imports nothing from cli/.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Argv } from 'yargs';
+import yargs from 'yargs';
 import { ZbdError } from '../errors.js';
 import { createLogger } from '../log.js';
 import { parseSize } from '../zoned/geometry.js';
-import type { CommandModule } from '../cli/main.js';
-import type { Out } from '../cli/image-commands.js';
 import { qdPlotSvg } from './plot.js';
 import { markdownReport, textReport } from './report.js';
-import { ALL_GROUPS, runSuite, type Group, type SuiteOptions } from './suite.js';
+import { killDaemons, QSD_AIO, type QsdAio } from './daemons.js';
+import { ALL_GROUPS, ALL_HOMES, removeScratch, runSuite, type FileHome, type Group, type SuiteOptions } from './suite.js';
 
 export interface BenchArgs {
   quick: boolean;
@@ -26,7 +26,9 @@ export interface BenchArgs {
   only?: string;
   qsd: boolean;
   fio: boolean;
-  qsdAio?: 'threads' | 'io_uring';
+  qsdAio: string;
+  fs: string;
+  diskDir?: string;
   daemonNodeArgs?: string;
   daemonEnv?: string;
   oursRoot?: string;
@@ -46,6 +48,12 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
     const n = v ?? def;
     if (!Number.isFinite(n) || n < min) throw new ZbdError('EARG', `${flag} ${String(v)} must be a number ≥ ${min}`, v);
     return n;
+  };
+  const list = <T extends string>(flag: string, v: string, all: readonly T[]): T[] => {
+    const items = v.split(',').map((x) => x.trim()).filter(Boolean);
+    for (const x of items) if (!(all as readonly string[]).includes(x)) throw new ZbdError('EARG', `${flag}: unknown value '${x}' (values: ${all.join(', ')})`, x);
+    if (items.length === 0) throw new ZbdError('EARG', `${flag}: name at least one of ${all.join(', ')}`, v);
+    return items as T[];
   };
   const quick = a.quick;
   const fileSize = parseSize('--file-size', a.fileSize);
@@ -67,7 +75,9 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
     reportZones: quick ? 10_000 : 100_000,
     streamZoneBytes: 256 << 20,
     imageZones: quick ? 100_000 : 1_000_000,
-    qsdAio: a.qsdAio,
+    qsdAio: list<QsdAio>('--qsd-aio', a.qsdAio, QSD_AIO),
+    homes: list<FileHome>('--fs', a.fs, ALL_HOMES),
+    diskDir: a.diskDir === undefined ? undefined : path.resolve(a.diskDir),
     oursNodeArgs: a.daemonNodeArgs ? a.daemonNodeArgs.split(/\s+/).filter(Boolean) : undefined,
     oursEnv: a.daemonEnv ? Object.fromEntries(a.daemonEnv.split(',').filter(Boolean).map((kv) => {
       const i = kv.indexOf('=');
@@ -79,14 +89,30 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
   };
 }
 
-export async function bench(a: BenchArgs, o: Out): Promise<number> {
+/** Where the report goes (the CLI's stdout and stderr). */
+export interface Printer { out(line: string): void; err(line: string): void }
+
+export async function bench(a: BenchArgs, o: Printer): Promise<number> {
   const log = createLogger(a.logLevel);
   const opts = suiteOptions(a);
   if (opts.queueSize < 4 || opts.queueSize > 1024 || (opts.queueSize & (opts.queueSize - 1)) !== 0) {
     throw new ZbdError('EARG', `--queue-size ${opts.queueSize} must be a power of two from 4 to 1024`, opts.queueSize);
   }
   log.info({ groups: opts.groups, durationMs: opts.durationMs, reps: opts.reps, dir: opts.dir, backend: opts.backend }, 'benchmark starting');
-  const result = await runSuite({ ...opts, log });
+  // Interrupted: no daemon and no gigabyte of scratch file left behind.
+  const interrupted = (sig: NodeJS.Signals): void => {
+    killDaemons();
+    removeScratch();
+    o.err(`vhost-user-zbd bench: interrupted by ${sig}`);
+    process.exit(130);
+  };
+  process.once('SIGINT', interrupted).once('SIGTERM', interrupted);
+  let result;
+  try {
+    result = await runSuite({ ...opts, log });
+  } finally {
+    process.off('SIGINT', interrupted).off('SIGTERM', interrupted);
+  }
   for (const l of textReport(result)) o.out(l);
   if (a.json) fs.writeFileSync(a.json, JSON.stringify(result, null, 2) + '\n');
   if (a.markdown) fs.writeFileSync(a.markdown, markdownReport(result));
@@ -101,10 +127,18 @@ export async function bench(a: BenchArgs, o: Out): Promise<number> {
 
 const numOpt = (v: unknown): number | undefined => (v === undefined ? undefined : Number(v));
 
-export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('bench',
-  'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)', (c) => c
+export const BENCH_DESCRIPTION = 'benchmark against qemu-storage-daemon on the same file (vhost-user load generator, fio ceiling, zoned workloads)';
+
+/** `vhost-user-zbd bench ARGS`: parses ARGS and runs the suite; usage errors are thrown (ZbdError or YError). */
+export async function benchMain(argv: string[], o: Printer): Promise<number> {
+  let code = 0;
+  await yargs(argv)
+    .scriptName('vhost-user-zbd bench')
+    .usage(`$0 [options]\n\n${BENCH_DESCRIPTION}.`)
     .option('quick', { type: 'boolean', default: false, describe: 'CI-sized smoke run: short runs, one repetition, no queue-depth sweep or multiqueue' })
-    .option('dir', { type: 'string', describe: 'scratch directory for the files and sockets, on tmpfs (default: a private directory in /dev/shm, removed afterwards)' })
+    .option('dir', { type: 'string', describe: 'scratch directory for the sockets and the tmpfs files, on tmpfs (default: a private directory in /dev/shm, removed afterwards)' })
+    .option('fs', { type: 'string', default: 'disk,tmpfs', describe: 'where the regular disk\'s file lives, in order: disk (a disk filesystem, see --disk-dir), tmpfs; the sweep and multiqueue run on the first' })
+    .option('disk-dir', { type: 'string', describe: 'a directory on a disk filesystem for --fs disk (default /var/tmp; a private directory is made in it and removed afterwards)' })
     .option('backend', { choices: ['file', 'memory'] as const, default: 'file' as const, describe: 'memory: only this daemon, on a RAM disk' })
     .option('duration', { type: 'string', coerce: numOpt, describe: 'seconds per run (default 2; --quick 0.3)' })
     .option('warmup', { type: 'string', coerce: numOpt, describe: 'seconds of warm-up before each measured run (default 0.3)' })
@@ -115,7 +149,7 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
     .option('only', { type: 'string', describe: `comma-separated groups: ${ALL_GROUPS.join(',')}` })
     .option('qsd', { type: 'boolean', default: true, describe: 'run qemu-storage-daemon (--no-qsd: ours only)' })
     .option('fio', { type: 'boolean', default: true, describe: 'run the fio ceiling' })
-    .option('qsd-aio', { choices: ['threads', 'io_uring'] as const, describe: "QSD file AIO mode (default: QSD's default, threads)" })
+    .option('qsd-aio', { type: 'string', default: QSD_AIO.join(','), describe: 'QSD file AIO modes to run (ours is compared with the best of them)' })
     .option('daemon-node-args', { type: 'string', describe: "node flags for our daemon, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'" })
     .option('daemon-env', { type: 'string', describe: 'extra environment for our daemon, e.g. UV_THREADPOOL_SIZE=2' })
     .option('ours-root', { type: 'string', describe: 'run the daemon of another vhost-user-zbd checkout as "ours" (before/after comparisons)' })
@@ -123,9 +157,21 @@ export const benchCommand: CommandModule = (y: Argv, o, done) => y.command('benc
     .option('json', { type: 'string', describe: 'write all results as JSON' })
     .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
     .option('plot', { type: 'string', describe: 'write IOPS vs queue depth as SVG' })
-    .option('log-level', { choices: ['info', 'warn', 'silent'] as const, default: 'info' as const, describe: 'progress log on stderr' }),
-(a) => done(bench({
-  quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
-  queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'],
-  daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json, markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
-}, o)));
+    .option('log-level', { choices: ['info', 'warn', 'silent'] as const, default: 'info' as const, describe: 'progress log on stderr' })
+    .strict()
+    .help()
+    .version(false)
+    .wrap(Math.min(110, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => { throw err ?? new ZbdError('EARG', msg, undefined); })
+    .command('$0', false, () => {}, async (a) => {
+      code = await bench({
+        quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
+        queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'], fs: a.fs, diskDir: a['disk-dir'],
+        daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json,
+        markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
+      }, o);
+    })
+    .parseAsync();
+  return code;
+}

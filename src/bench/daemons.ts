@@ -1,12 +1,15 @@
-// Starting and stopping the daemons under test. Both serve the same file in /dev/shm through
-// the page cache (QSD: cache.direct=off, no O_DIRECT; ours: buffered reads and writes), and
-// neither is asked to flush: the comparison is of the request path, not of the storage.
+// Starting and stopping the daemons under test. Both serve the same file through the page
+// cache (QSD: cache.direct=off, no O_DIRECT; ours: buffered reads and writes), and neither is
+// asked to flush: the comparison is of the request path, not of the storage.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type DaemonKind = 'qsd' | 'ours';
+/** qemu-storage-daemon's file AIO modes (its blockdev `aio=`). */
+export type QsdAio = 'threads' | 'io_uring';
+export const QSD_AIO: readonly QsdAio[] = ['threads', 'io_uring'];
 
 export interface DaemonSpec {
   kind: DaemonKind;
@@ -21,7 +24,7 @@ export interface DaemonSpec {
   /** QSD: `null-co` serves a block device that does no I/O at all (load generator ceiling). */
   qsdDriver?: 'file' | 'null-co';
   /** QSD file driver AIO mode (default: QSD's own default, threads). */
-  qsdAio?: 'threads' | 'io_uring';
+  qsdAio?: QsdAio;
   /** Extra `node` flags for our daemon (e.g. --cpu-prof). */
   nodeArgs?: string[];
   /** Extra environment for the daemon. */
@@ -70,6 +73,15 @@ export function daemonCommand(spec: DaemonSpec): { cmd: string; args: string[] }
   return { cmd: process.execPath, args };
 }
 
+/** Daemons started and not stopped yet: an interrupted benchmark kills them (killDaemons). */
+const live = new Set<ChildProcess>();
+
+/** Kills every daemon still running (the benchmark was interrupted). */
+export function killDaemons(): void {
+  for (const c of live) c.kill('SIGKILL');
+  live.clear();
+}
+
 const quote = (a: string): string => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`);
 
 async function waitForSocket(p: string, child: ChildProcess, stderr: () => string, timeoutMs = 15_000): Promise<void> {
@@ -90,6 +102,8 @@ export async function startDaemon(spec: DaemonSpec): Promise<RunningDaemon> {
   fs.rmSync(spec.socket, { force: true });
   const { cmd, args } = daemonCommand(spec);
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...spec.env } });
+  live.add(child);
+  child.once('exit', () => live.delete(child));
   let err = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (d: string) => { if (err.length < 20_000) err += d; });

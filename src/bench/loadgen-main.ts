@@ -5,7 +5,7 @@ import { runLoad, type LoadJob } from './loadgen.js';
 
 try {
   const job = JSON.parse(process.argv[2] ?? '') as LoadJob;
-  const result = runLoad(job);
+  const result = await runLoad(job);
   process.stdout.write(JSON.stringify(result) + '\n');
 } catch (err) {
   process.stderr.write(`load generator: ${(err as Error).message}\n`);

@@ -2,12 +2,14 @@
 // fixed guest buffers; a completed slot is refilled at once, so every queue keeps qd requests
 // in flight. Completions are found by reading used.idx (polling); after spinUs without one
 // the generator sleeps on the call eventfds, with used_event armed as a Linux guest does.
-// Nothing is allocated per request and the Node event loop is not involved while running.
-import { memoryBarrier, pollFds, writeCounter } from '../native/index.js';
-import { BLK_F, REQ } from '../blk/constants.js';
-import { BenchFrontend } from './frontend.js';
-import { BenchMemory } from './guest-memory.js';
-import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from './driver-ring.js';
+// Nothing is allocated per request and the Node event loop is not involved while running
+// (only the vhost-user set-up and tear-down around the run are asynchronous).
+import { memoryBarrier, pollFds, readCounter } from '../native/index.js';
+import { BLK_F, REQ, writeBlkHeader } from '../testing/blk-request.js';
+import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from '../testing/driver-queue.js';
+import { VhostUserFrontend, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../testing/frontend.js';
+import { GuestMemoryImage } from '../testing/guest-memory.js';
+import { ProtocolFeature } from '../vhost-user/messages.js';
 import { Histogram } from './histogram.js';
 import { processCpuSeconds } from './proc-stat.js';
 
@@ -69,7 +71,13 @@ const KIND_DATA = 0, KIND_RESET = 1;
 const Z_ACTIVE = 0, Z_DRAINING = 1, Z_RESETTING = 2;
 const DRAIN_LIMIT_MS = 30_000;
 
-export function runLoad(job: LoadJob): LoadResult {
+const bit = (n: number): bigint => 1n << BigInt(n);
+/** Driver features we take: what a Linux virtio-blk driver would, minus indirect chains. */
+const WANTED_FEATURES = VIRTIO_F_VERSION_1 | VIRTIO_RING_F_EVENT_IDX | bit(BLK_F.SEG_MAX) | bit(BLK_F.BLK_SIZE) | bit(BLK_F.FLUSH) |
+  bit(BLK_F.TOPOLOGY) | bit(BLK_F.CONFIG_WCE) | bit(BLK_F.MQ) | bit(BLK_F.SIZE_MAX);
+const WANTED_PROTOCOL = bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG);
+
+export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const { qd, queues, bs } = job;
   if (3 * qd > job.queueSize) throw new Error(`queue depth ${qd} needs a queue of ${3 * qd} descriptors (size ${job.queueSize})`);
   if (bs % 512 !== 0 || bs <= 0) throw new Error(`block size ${bs} is not a positive multiple of 512`);
@@ -79,12 +87,14 @@ export function runLoad(job: LoadJob): LoadResult {
   const dataBytes = isReport ? 64 + 64 * (job.reportZones ?? 1) : bs;
   const slotsTotal = qd * queues;
   const ringBytes = 3 * 4096 + 16 * job.queueSize + 8 * job.queueSize + 4096;
-  const mem = new BenchMemory(queues * ringBytes + slotsTotal * (Math.ceil(dataBytes / 4096) * 4096 + 64) + (1 << 20));
-  const fe = new BenchFrontend(job.socket);
-  const zonedFeature = zoneOp || isReport ? 1n << BigInt(BLK_F.ZONED) : 0n;
-  fe.start(mem, queues, job.queueSize, zonedFeature);
-  if (zonedFeature && (fe.features & zonedFeature) === 0n) throw new Error('the daemon does not offer a zoned disk');
+  // At gpa 0, so a guest-physical address is an offset into the mapping.
+  const mem = GuestMemoryImage.simple(queues * ringBytes + slotsTotal * (Math.ceil(dataBytes / 4096) * 4096 + 64) + (1 << 20), 0);
+  const fe = VhostUserFrontend.connect(job.socket);
+  const zonedFeature = zoneOp || isReport ? bit(BLK_F.ZONED) : 0n;
+  const { features, queues: rings } = await fe.startDevice(mem, { queues, size: job.queueSize, wanted: WANTED_FEATURES | zonedFeature, protocol: WANTED_PROTOCOL });
+  if (zonedFeature && (features & zonedFeature) === 0n) throw new Error('the daemon does not offer a zoned disk');
 
+  const dv = mem.regions[0].dv, bytes = mem.regions[0].bytes;
   // Per-slot guest buffers, laid out once. Slot s of queue q uses descriptors 3s..3s+2.
   const hdrGpa = new Float64Array(slotsTotal), dataGpa = new Float64Array(slotsTotal), tailGpa = new Float64Array(slotsTotal);
   for (let i = 0; i < slotsTotal; i++) {
@@ -94,7 +104,7 @@ export function runLoad(job: LoadJob): LoadResult {
   for (let i = 0; i < slotsTotal; i++) {
     dataGpa[i] = mem.alloc(dataBytes, 4096);
     // Writes carry a pattern rather than zeroes (no zero-page shortcuts anywhere).
-    for (let b = 0; b < dataBytes; b += 512) mem.bytes[dataGpa[i] + b] = (i + b) & 0xff;
+    for (let b = 0; b < dataBytes; b += 512) bytes[dataGpa[i] + b] = (i + b) & 0xff;
   }
   const slotKind = new Int8Array(slotsTotal);
   const slotZone = new Int32Array(slotsTotal);
@@ -118,7 +128,6 @@ export function runLoad(job: LoadJob): LoadResult {
   for (let q = 0; q < queues; q++) zoneRr[q] = q;
   const zs = job.zones;
 
-  const dv = mem.dv, bytes = mem.bytes;
   const spanBlocks = Math.floor(job.span / bs);
   const bsSectors = bs / 512;
   let seqPos = 0;
@@ -128,16 +137,9 @@ export function runLoad(job: LoadJob): LoadResult {
   let firstError: string | null = null;
   let inflight = 0;
 
-  const setHeader = (g: number, type: number, sector: number): void => {
-    dv.setUint32(g, type, true);
-    dv.setUint32(g + 4, 0, true);
-    dv.setUint32(g + 8, sector % 0x1_0000_0000, true);
-    dv.setUint32(g + 12, Math.floor(sector / 0x1_0000_0000), true);
-  };
-
   /** Puts a request into slot s of queue q; false when nothing can be issued now. */
   const fill = (q: number, s: number, now: number): boolean => {
-    const ring = fe.rings[q];
+    const ring = rings[q];
     const i = q * qd + s;
     const d = 3 * s;
     let type: number = REQ.IN, sector = 0, dataLen = dataBytes, dataWrite = true, tail = 1;
@@ -188,7 +190,7 @@ export function runLoad(job: LoadJob): LoadResult {
         if (kind === KIND_DATA) { zoneAlloc[zone] += bsSectors; zoneInflight[zone]++; }
       }
     }
-    setHeader(hdrGpa[i], type, sector);
+    writeBlkHeader(dv, hdrGpa[i], type, sector);
     bytes[tailGpa[i] + tail - 1] = 0xff;
     if (dataLen > 0) {
       ring.writeDesc(d, hdrGpa[i], 16, VRING_DESC_F_NEXT, d + 1);
@@ -231,8 +233,8 @@ export function runLoad(job: LoadJob): LoadResult {
     }
   };
 
-  const pollSet = new Int32Array(fe.callFds.length);
-  const callFds = Int32Array.from(fe.callFds);
+  const callFds = Int32Array.from(rings, (r) => r.callFd);
+  const pollSet = new Int32Array(callFds.length);
   const spinMs = job.spinUs / 1000;
   const tStart = performance.now();
   const tMeasure = tStart + job.warmupMs;
@@ -248,8 +250,8 @@ export function runLoad(job: LoadJob): LoadResult {
         if (!fill(q, f[f.length - 1], now)) break;
         f.pop();
       }
-      const ring = fe.rings[q];
-      if (ring.unpublished > 0 && ring.publish()) { writeCounter(fe.kickFds[q], 1); ring.kicks++; }
+      const ring = rings[q];
+      if (ring.unpublished > 0) ring.kickIfNeeded();
     }
   };
 
@@ -271,8 +273,8 @@ export function runLoad(job: LoadJob): LoadResult {
     if (phase === 2 && (inflight === 0 || now > t1 + DRAIN_LIMIT_MS)) break;
     let done = 0;
     for (let q = 0; q < queues; q++) {
-      const ring = fe.rings[q];
-      const used = ring.usedIdx();
+      const ring = rings[q];
+      const used = ring.usedIdx;
       if (used === ring.lastUsed) continue;
       // Used entries are read only after used.idx.
       memoryBarrier();
@@ -288,7 +290,7 @@ export function runLoad(job: LoadJob): LoadResult {
         f.push(s);
         done++;
       }
-      ring.armUsedEvent(ring.lastUsed);
+      ring.setUsedEvent(ring.lastUsed);
     }
     if (done > 0) {
       idleSince = 0;
@@ -299,10 +301,10 @@ export function runLoad(job: LoadJob): LoadResult {
     if (now - idleSince < spinMs) continue;
     // Sleep until the daemon signals. Clear stale signals first, then look once more: a
     // completion may have landed (and been signalled) after the last look.
-    fe.drainCalls();
+    for (let q = 0; q < queues; q++) readCounter(callFds[q]);
     memoryBarrier();
     let ready = false;
-    for (let q = 0; q < queues; q++) if (fe.rings[q].usedIdx() !== fe.rings[q].lastUsed) ready = true;
+    for (let q = 0; q < queues; q++) if (rings[q].usedIdx !== rings[q].lastUsed) ready = true;
     if (!ready) {
       pollSet.set(callFds);
       pollFds(pollSet, 20);
@@ -314,28 +316,33 @@ export function runLoad(job: LoadJob): LoadResult {
   if (zoneOp) {
     // Leave the zones empty: their pages go back to the system before whatever runs next
     // (fio's ceiling runs in between, and fresh-page costs depend on free memory).
-    const ring = fe.rings[0];
+    const ring = rings[0];
     for (let z = 0; z < nz; z++) {
       zoneState[z] = Z_DRAINING;
       zoneRr[0] = z;
       // Queue 0 owns zone z only with one queue; with more, any queue may reset any zone now.
       if (!fill(0, 0, performance.now())) continue;
-      if (ring.publish()) writeCounter(fe.kickFds[0], 1);
+      ring.kickIfNeeded();
       const deadline = performance.now() + DRAIN_LIMIT_MS;
-      while (ring.usedIdx() === ring.lastUsed) {
+      while (ring.usedIdx === ring.lastUsed) {
         if (performance.now() > deadline) throw new Error(`zone ${z} reset after the run did not complete`);
       }
       memoryBarrier();
       ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
       inflight--;
-      ring.armUsedEvent(ring.lastUsed);
+      ring.setUsedEvent(ring.lastUsed);
     }
   }
-  fe.stop();
-  mem.close();
+  try {
+    await fe.stopQueues(rings);
+  } finally {
+    for (const r of rings) r.closeFds();
+    fe.close();
+    mem.close();
+  }
   const seconds = (t1 - t0) / 1000;
   let kicks = 0;
-  for (const r of fe.rings) kicks += r.kicks;
+  for (const r of rings) kicks += r.kicks;
   return {
     ops, bytes: opBytes, seconds, iops: ops / seconds, mbps: opBytes / seconds / 1e6,
     p50Us: hist.percentile(0.5) / 1000, p99Us: hist.percentile(0.99) / 1000, meanUs: hist.mean / 1000,

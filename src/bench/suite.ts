@@ -1,14 +1,16 @@
-// The benchmark suite: prepares the files in /dev/shm, starts the daemons, runs every workload
-// through the load generator child process, alternating QSD and ours run by run (A B A B),
-// and keeps the median of each metric. Also runs fio on the same files (the ceiling) and
-// measures the load generator against a backend that does no I/O.
+// The benchmark suite: prepares the files (the regular disk's on a disk filesystem and on
+// tmpfs, the zoned images on tmpfs), starts the daemons, runs every workload through the
+// load generator child process, alternating qemu-storage-daemon (in each AIO mode: its best
+// configuration is whichever wins) and ours run by run (A B C C B A), and keeps the median of
+// each metric. Also runs fio on the same files (the ceiling) and measures the load generator
+// against a backend that does no I/O.
 import { spawn } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { createImage } from '../backends/file-backend.js';
-import { startDaemon, packageRoot, type DaemonKind, type DaemonSpec, type RunningDaemon } from './daemons.js';
+import { startDaemon, packageRoot, type DaemonSpec, type QsdAio, type RunningDaemon } from './daemons.js';
 import { fioAvailable, runFioJob, type FioJob, type FioResult } from './fio.js';
 import type { LoadJob, LoadResult, OpKind } from './loadgen.js';
 import { loadAverage, processMemory, type MemoryUse } from './proc-stat.js';
@@ -16,9 +18,17 @@ import { loadAverage, processMemory, type MemoryUse } from './proc-stat.js';
 export type Group = 'main' | 'sweep' | 'mq' | 'zoned' | 'report' | 'fio' | 'gen';
 export const ALL_GROUPS: readonly Group[] = ['main', 'sweep', 'mq', 'zoned', 'report', 'fio', 'gen'];
 
+/** Where the regular disk's file lives: a disk filesystem (ext4, xfs...) or tmpfs. */
+export type FileHome = 'disk' | 'tmpfs';
+export const ALL_HOMES: readonly FileHome[] = ['disk', 'tmpfs'];
+
 export interface SuiteOptions {
   /** Scratch directory (tmpfs); default: a private one made in /dev/shm and removed afterwards. */
   dir?: string;
+  /** Parent of the private directory for the file on a disk filesystem (default /var/tmp). */
+  diskDir?: string;
+  /** Filesystems the regular-disk workloads run on (the queue-depth sweep and multiqueue: the first). */
+  homes: readonly FileHome[];
   /** 'file': QSD and ours on files in dir; 'memory': ours only, on a RAM disk (smoke runs). */
   backend: 'file' | 'memory';
   durationMs: number;
@@ -37,7 +47,8 @@ export interface SuiteOptions {
   /** Zone size of the zoned image: big enough that an append stream does not fill a zone within a run. */
   streamZoneBytes: number;
   imageZones: number;
-  qsdAio?: 'threads' | 'io_uring';
+  /** QSD file AIO modes to run; rows of ours are compared with the best of them. */
+  qsdAio: readonly QsdAio[];
   oursNodeArgs?: string[];
   oursEnv?: Record<string, string>;
   /** Checkout whose daemon runs as "ours" (default: this one). */
@@ -62,10 +73,15 @@ export interface Workload {
   minReps?: number;
 }
 
+/** Who served a run: this daemon, qemu-storage-daemon in one AIO mode, or fio on the file. */
+export type Runner = 'ours' | `qsd ${QsdAio}`;
+
 /** One row of the result table (medians over the repetitions). */
 export interface Row {
   workload: Workload;
-  daemon: DaemonKind | 'fio' | 'qsd null-co';
+  daemon: Runner | 'fio' | 'qsd null-co';
+  /** The filesystem the file was on (regular disk, file backend), e.g. 'ext4' or 'tmpfs'. */
+  fs?: string;
   /** What this row measured when it is not the workload itself (fio's stand-in job). */
   note?: string;
   runs: number;
@@ -141,10 +157,10 @@ const median = (v: number[]): number => {
   return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-function summarize(workload: Workload, daemon: Row['daemon'], runs: LoadResult[], note?: string): Row {
+function summarize(workload: Workload, daemon: Row['daemon'], runs: LoadResult[], note?: string, fsName?: string): Row {
   const m = (f: (r: LoadResult) => number): number => median(runs.map(f));
   return {
-    workload, daemon, note, runs: runs.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
+    workload, daemon, note, fs: fsName, runs: runs.length, iops: m((r) => r.iops), mbps: m((r) => r.mbps), p50Us: m((r) => r.p50Us),
     p99Us: m((r) => r.p99Us), daemonCpuS: m((r) => r.daemonCpuS), genCpuS: m((r) => r.genCpuS), seconds: m((r) => r.seconds),
     errors: runs.reduce((a, r) => a + r.errors, 0), firstError: runs.find((r) => r.firstError)?.firstError ?? null,
   };
@@ -166,7 +182,11 @@ export function runLoadChild(job: LoadJob): Promise<LoadResult> {
   });
 }
 
-/** A raw file of fileSize bytes of random data (reads then hit real, distinct pages). */
+/**
+ * A raw file of fileSize bytes of random data (reads then hit real, distinct pages), written
+ * back before the runs: on a disk filesystem the writeback of a fresh gigabyte would
+ * otherwise run under the first workloads (and stall their writes). Its pages stay cached.
+ */
 function prepareRawFile(file: string, size: number): void {
   if (fs.existsSync(file) && fs.statSync(file).size === size) return;
   const fd = fs.openSync(file, 'w');
@@ -176,6 +196,7 @@ function prepareRawFile(file: string, size: number): void {
       randomFillSync(chunk);
       fs.writeSync(fd, chunk, 0, Math.min(chunk.length, size - off), off);
     }
+    fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
   }
@@ -183,6 +204,8 @@ function prepareRawFile(file: string, size: number): void {
 
 interface Target {
   spec: Omit<DaemonSpec, 'kind' | 'socket' | 'queues'>;
+  /** Name of the filesystem the file is on, for the rows (regular disk only). */
+  fs?: string;
   /** Byte range of the random/sequential workloads. */
   offset: number;
   span: number;
@@ -200,19 +223,51 @@ function fioAsLoad(r: FioResult): LoadResult {
   };
 }
 
+/** statfs f_type names of the filesystems images usually live on. */
+const FS_NAMES = new Map<number, string>([
+  [0xef53, 'ext4'], [0x58465342, 'xfs'], [0x9123683e, 'btrfs'], [0x01021994, 'tmpfs'], [0x858458f6, 'ramfs'], [0x2fc12fc1, 'zfs'],
+  [0xf2f52010, 'f2fs'], [0x6969, 'nfs'], [0x794c7630, 'overlayfs'],
+]);
+
+export function filesystemName(dir: string): string {
+  const t = Number(fs.statfsSync(dir).type);
+  return FS_NAMES.get(t) ?? `fs 0x${t.toString(16)}`;
+}
+
+/** Private directories of a running suite: removed afterwards, or by removeScratch when interrupted. */
+const scratch = new Set<string>();
+
+export function removeScratch(): void {
+  for (const d of scratch) fs.rmSync(d, { recursive: true, force: true });
+  scratch.clear();
+}
+
 export async function runSuite(opts: SuiteOptions): Promise<SuiteResult> {
-  if (opts.dir !== undefined) return runSuiteIn({ ...opts, dir: opts.dir });
-  // Private, so two benchmarks (or a benchmark and the test suite's smoke run) never share files.
-  const base = fs.existsSync('/dev/shm') ? '/dev/shm' : (await import('node:os')).tmpdir();
-  const dir = fs.mkdtempSync(path.join(base, 'vuzbd-bench-'));
+  // Private directories, so two benchmarks (or a benchmark and the test suite's smoke run)
+  // never share files; removed afterwards.
+  const made: string[] = [];
+  const track = (d: string): string => { made.push(d); scratch.add(d); return d; };
   try {
-    return await runSuiteIn({ ...opts, dir });
+    let dir = opts.dir;
+    if (dir === undefined) {
+      const base = fs.existsSync('/dev/shm') ? '/dev/shm' : (await import('node:os')).tmpdir();
+      dir = track(fs.mkdtempSync(path.join(base, 'vuzbd-bench-')));
+    }
+    let diskDir = '';
+    if (opts.backend === 'file' && opts.homes.includes('disk')) {
+      diskDir = track(fs.mkdtempSync(path.join(opts.diskDir ?? '/var/tmp', 'vuzbd-bench-')));
+      const name = filesystemName(diskDir);
+      if (name === 'tmpfs' || name === 'ramfs') {
+        throw new Error(`--disk-dir ${opts.diskDir ?? '/var/tmp'} is on ${name}, not a disk filesystem (give one on ext4, xfs, btrfs...)`);
+      }
+    }
+    return await runSuiteIn({ ...opts, dir, diskDir });
   } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
+    for (const d of made) { fs.rmSync(d, { recursive: true, force: true }); scratch.delete(d); }
   }
 }
 
-async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteResult> {
+async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string }): Promise<SuiteResult> {
   const o = opts.fio && opts.backend === 'file' && !fioAvailable() ? { ...opts, fio: false } : opts;
   const log = o.log;
   const t0 = Date.now();
@@ -227,7 +282,8 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
   let memory: SuiteResult['memory'] = null;
   let reportZonesUsed = o.reportZones;
   const memoryMode = o.backend === 'memory';
-  const daemonsFor = (w: Workload): DaemonKind[] => (w.target === 'raw' && o.qsd && !memoryMode ? ['qsd', 'ours'] : ['ours']);
+  const qsdRunners: Runner[] = o.qsd && !memoryMode ? o.qsdAio.map((a) => `qsd ${a}` as const) : [];
+  const daemonsFor = (w: Workload): Runner[] => (w.target === 'raw' ? [...qsdRunners, 'ours'] : ['ours']);
   const maxQueues = Math.max(1, ...list.map((w) => w.queues));
 
   const baseJob = (w: Workload, t: Target, socket: string, pid: number): LoadJob => ({
@@ -241,18 +297,19 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
   const runOn = async (ws: Workload[], target: Target): Promise<void> => {
     if (ws.length === 0) return;
     const kinds = [...new Set(ws.flatMap(daemonsFor))];
-    const running = new Map<DaemonKind, RunningDaemon>();
+    const running = new Map<Runner, RunningDaemon>();
     try {
       for (const kind of kinds) {
+        const ours = kind === 'ours';
         const spec: DaemonSpec = {
-          ...target.spec, kind, socket: path.join(o.dir, `${kind}.sock`), queues: maxQueues,
-          qsdAio: o.qsdAio, nodeArgs: kind === 'ours' ? o.oursNodeArgs : undefined, env: kind === 'ours' ? o.oursEnv : undefined,
-          root: kind === 'ours' ? o.oursRoot : undefined,
+          ...target.spec, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
+          qsdAio: ours ? undefined : kind.slice(4) as QsdAio, nodeArgs: ours ? o.oursNodeArgs : undefined, env: ours ? o.oursEnv : undefined,
+          root: ours ? o.oursRoot : undefined,
         };
         const d = await startDaemon(spec);
         running.set(kind, d);
         note(d.command);
-        log.info({ daemon: kind, pid: d.pid }, 'daemon started');
+        log.info({ daemon: kind, pid: d.pid, fs: target.fs }, 'daemon started');
       }
       if (target.reportZones) reportZonesUsed = target.reportZones;
       if (target.reportZones && running.has('ours') && !memoryMode) {
@@ -260,10 +317,9 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
         memory = { zones: target.reportZones ? o.imageZones : 0, afterStart: processMemory(pid), afterReports: processMemory(pid) };
       }
       for (const w of ws) {
-        type Runner = DaemonKind | 'fio';
         const fio = o.fio && o.groups.includes('fio') ? target.fio?.(w) ?? null : null;
-        const ds: Runner[] = [...daemonsFor(w), ...(fio ? ['fio' as const] : [])];
-        const results = new Map<Runner, LoadResult[]>(ds.map((d) => [d, []]));
+        const ds: Array<Runner | 'fio'> = [...daemonsFor(w), ...(fio ? ['fio' as const] : [])];
+        const results = new Map<Runner | 'fio', LoadResult[]>(ds.map((d) => [d, []]));
         const reps = o.reps > 1 ? Math.max(o.reps, w.minReps ?? 0) : o.reps;
         for (let rep = 0; rep < reps; rep++) {
           // A B A B ...: the order flips every repetition so neither runs first every time,
@@ -280,10 +336,10 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
               r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
             }
             results.get(kind)!.push(r);
-            log.info({ workload: w.id, daemon: kind, rep, iops: Math.round(r.iops), mbps: Math.round(r.mbps), p50Us: +r.p50Us.toFixed(1), errors: r.errors }, 'run');
+            log.info({ workload: w.id, fs: target.fs, daemon: kind, rep, iops: Math.round(r.iops), mbps: Math.round(r.mbps), p50Us: +r.p50Us.toFixed(1), errors: r.errors }, 'run');
           }
         }
-        for (const kind of ds) rows.push(summarize(w, kind, results.get(kind)!, kind === 'fio' ? fio?.note : undefined));
+        for (const kind of ds) rows.push(summarize(w, kind, results.get(kind)!, kind === 'fio' ? fio?.note : undefined, target.fs));
       }
       if (target.reportZones && running.has('ours') && memory) {
         memory.afterReports = processMemory(running.get('ours')!.pid);
@@ -306,18 +362,26 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
     };
     await runOn(list, t);
   } else {
-    const raw = path.join(o.dir, 'raw.img');
-    const rawWs = list.filter((w) => w.target === 'raw');
-    if (rawWs.length > 0) {
-      log.info({ file: raw, bytes: o.fileSize }, 'preparing the raw file');
+    // The regular disk: the main workloads on each filesystem, the sweep and multiqueue on the first.
+    for (const [k, home] of o.homes.entries()) {
+      const raw = path.join(home === 'disk' ? o.diskDir : o.dir, 'raw.img');
+      const rawWs = list.filter((w) => w.target === 'raw' && (k === 0 || w.group === 'main'));
+      if (rawWs.length === 0) continue;
+      const fsName = filesystemName(path.dirname(raw));
+      log.info({ file: raw, fs: fsName, bytes: o.fileSize }, 'preparing the raw file');
       prepareRawFile(raw, o.fileSize);
+      try {
+        await runOn(rawWs, {
+          spec: { image: raw, model: 'none' }, fs: fsName, offset: 0, span: o.fileSize,
+          fio: (w) => (w.group !== 'main' ? null : {
+            job: { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: o.durationMs },
+          }),
+        });
+      } finally {
+        // 1 GiB of RAM in /dev/shm (or of disk) is not something to leave behind.
+        fs.rmSync(raw, { force: true });
+      }
     }
-    await runOn(rawWs, {
-      spec: { image: raw, model: 'none' }, offset: 0, span: o.fileSize,
-      fio: (w) => (w.group !== 'main' ? null : {
-        job: { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: o.durationMs },
-      }),
-    });
 
     const zonedWs = list.filter((w) => w.target === 'zoned');
     const zimg = path.join(o.dir, 'zoned.img');
@@ -368,8 +432,6 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string }): Promise<SuiteRe
     }
 
     fs.rmSync(zimg, { force: true });
-    // 1 GiB of RAM in /dev/shm is not something to leave behind.
-    fs.rmSync(raw, { force: true });
   }
   if (createdDir) {
     try { fs.rmdirSync(o.dir); } catch { /* not empty: leave what is not ours */ }

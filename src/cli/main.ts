@@ -4,16 +4,22 @@ import yargs, { type Argv } from 'yargs';
 import { ZbdError } from '../errors.js';
 import { cmdCheck, cmdCreate, cmdReport, cmdZone, flagForError, type Out } from './image-commands.js';
 import { serveCommand } from './serve-command.js';
-import { benchCommand } from '../bench/bench-command.js';
 
 const stdio: Out = {
   out: (l) => process.stdout.write(l + '\n'),
   err: (l) => process.stderr.write(l + '\n'),
 };
 
-/** A command defined in its own module (serve, bench). */
+/** A command defined in its own module (serve). */
 export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
-const commandModules: CommandModule[] = [serveCommand, benchCommand];
+const commandModules: CommandModule[] = [serveCommand];
+
+/**
+ * `bench` is a tool apart (src/bench): it parses its own options and is loaded only when
+ * asked for, so nothing the daemon runs imports it.
+ */
+const BENCH = { name: 'bench', describe: 'benchmark against qemu-storage-daemon (vhost-user load generator, fio ceiling); see bench --help' };
+const runBench = async (argv: string[], o: Out): Promise<number> => (await import('../bench/bench-command.js')).benchMain(argv, o);
 
 function positiveInt(name: string) {
   return (v: unknown): number | undefined => {
@@ -64,6 +70,7 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .positional('zone', { type: 'string', demandOption: true, describe: 'zone index, or "all" with reset' }),
     (a) => done(cmdZone({ image: a.image, op: a.op, zone: a.zone }, o)));
   for (const m of commandModules) y = m(y, o, done);
+  y = y.command(BENCH.name, BENCH.describe); // listed in --help; run by runBench
   y = y.demandCommand(1, 'name a command (see --help)')
     .strict()
     .help()
@@ -72,6 +79,7 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
     .exitProcess(false)
     .fail((msg, err) => { throw err ?? new ZbdError('EARG', msg, undefined); });
   try {
+    if (argv[0] === BENCH.name) return await runBench(argv.slice(1), o);
     await y.parseAsync();
     return await pending;
   } catch (err) {

@@ -41,6 +41,8 @@ interface NativeIoRing {
   queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean;
   submit(): number;
   reap(out: Float64Array): number;
+  submitAndReap(out: Float64Array): number;
+  armEventFd(on: boolean): boolean;
   close(): void;
   readonly eventFd: number;
   readonly capacity: number;
@@ -507,10 +509,12 @@ export function pollFds(fds: Int32Array, timeoutMs: number): number {
 // ---- io_uring file I/O ---------------------------------------------------------------------
 
 /**
- * Buffered file reads and writes through io_uring, for the JavaScript thread: queue*() fill
+ * Buffered file reads and writes through io_uring, for the JavaScript thread: queue() fills
  * submission entries, submit() passes them all to the kernel in one system call (reads of
- * cached data are complete when it returns), reap() collects completions. Every completion
- * also signals `eventFd` (poll it with FdPoller, clear it with readCounter, then reap). The caller picks tags in [0, capacity), keeps at most capacity operations in
+ * cached data are complete when it returns), reap() collects completions from shared memory
+ * (no system call); submitAndReap() is both in one call. Completions signal `eventFd` (poll
+ * it with FdPoller, clear it with readCounter, then reap) unless armEventFd(false) turned
+ * that off. The caller picks tags in [0, capacity), keeps at most capacity operations in
  * flight, and keeps each buffer alive and mapped until its completion is reaped.
  */
 export class IoRing {
@@ -548,6 +552,23 @@ export class IoRing {
   /** Copies completions into out as (tag, result) pairs; result is bytes or -errno. Returns the pairs. */
   reap(out: Float64Array): number {
     return this.#ring.reap(out);
+  }
+
+  /**
+   * With eventFd signals turned off, submit(), then reap(out): one system call and one call
+   * into the addon per batch. Turn signals on (armEventFd) when requests stay in flight.
+   */
+  submitAndReap(out: Float64Array): number {
+    return this.#ring.submitAndReap(out);
+  }
+
+  /**
+   * Turns completion signals on `eventFd` on or off (on at first). Returns true when
+   * completions are waiting: one posted while signals were off signalled nothing, so reap
+   * after turning them on when this says so.
+   */
+  armEventFd(on: boolean): boolean {
+    return this.#ring.armEventFd(on);
   }
 
   /** Releases the ring (the kernel cancels what it still holds). Idempotent. */

@@ -66,6 +66,16 @@ export const Req = {
 } as const;
 export type ReqName = keyof typeof Req;
 
+/**
+ * Requests whose reply is their own payload, always sent (REPLY_ACK never applies to them).
+ * Both sides of the wire read this one list: the daemon to answer, front-ends to wait.
+ */
+export const OWN_REPLY: ReadonlySet<number> = new Set<number>([
+  Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_VRING_BASE, Req.GET_CONFIG, Req.GET_QUEUE_NUM,
+  Req.GET_MAX_MEM_SLOTS, Req.GET_INFLIGHT_FD, Req.GET_STATUS, Req.IOTLB_MSG, Req.CHECK_DEVICE_STATE,
+  Req.SET_DEVICE_STATE_FD, Req.GET_SHARED_OBJECT, Req.POSTCOPY_ADVISE,
+]);
+
 const REQ_NAMES: string[] = [];
 for (const [name, num] of Object.entries(Req)) REQ_NAMES[num] = name;
 

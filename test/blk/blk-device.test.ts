@@ -10,10 +10,10 @@ import type { Backend } from '../../src/backends/backend.js';
 import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { BlkDevice } from '../../src/blk/blk-device.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
-import { BLK_S_OK, BLK_T_IN, BLK_T_OUT, BLK_T_ZONE_APPEND, BLK_T_ZONE_REPORT, BLK_T_ZONE_RESET, BlkRequestSlot } from '../harness/blk-request.js';
-import type { DriverQueue } from '../harness/driver-queue.js';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import { BlkRequestSlot, REQ, STATUS } from '../../src/testing/blk-request.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 
 const ZS = 2048; // 1 MiB zones
 const ZONED_BIT = 1n << 17n;
@@ -88,10 +88,10 @@ describe('virtio-blk device', () => {
     const { mem, q } = await start();
     const slot = new BlkRequestSlot(mem, 8192);
     const data = new Uint8Array(4096 * 2);
-    expect(await run(q, slot, { type: BLK_T_OUT, sector: 2 * ZS, out: [data] })).toBe(1);
+    expect(await run(q, slot, { type: REQ.OUT, sector: 2 * ZS, out: [data] })).toBe(1);
     // 64-byte header + room for 3.5 descriptors, split 100 + 200 bytes: 3 zones, starting mid-zone.
-    const len = await run(q, slot, { type: BLK_T_ZONE_REPORT, sector: 2 * ZS - 1, inLens: [100, 200] });
-    expect(slot.status).toBe(BLK_S_OK);
+    const len = await run(q, slot, { type: REQ.ZONE_REPORT, sector: 2 * ZS - 1, inLens: [100, 200] });
+    expect(slot.status).toBe(STATUS.OK);
     expect(len).toBe(64 + 3 * 64 + 1);
     const rep = new Uint8Array(300);
     rep.set(slot.inData(0), 0);
@@ -108,68 +108,68 @@ describe('virtio-blk device', () => {
     // The reserved bytes stay zero; the fourth, partial descriptor slot is untouched by the count.
     expect(rep.subarray(8, 64).every((b) => b === 0)).toBe(true);
     // Last zone: nr_zones stops at the end of the disk.
-    await run(q, slot, { type: BLK_T_ZONE_REPORT, sector: 15 * ZS, inLens: [4096] });
+    await run(q, slot, { type: REQ.ZONE_REPORT, sector: 15 * ZS, inLens: [4096] });
     expect(new DataView(slot.inData(0).buffer, slot.inData(0).byteOffset).getBigUint64(0, true)).toBe(1n);
     // Too small for the header: ZONE_INVALID_CMD; beyond capacity: ZONE_INVALID_CMD.
-    await run(q, slot, { type: BLK_T_ZONE_REPORT, sector: 0, inLens: [32] });
+    await run(q, slot, { type: REQ.ZONE_REPORT, sector: 0, inLens: [32] });
     expect(slot.status).toBe(S.INVALID);
-    await run(q, slot, { type: BLK_T_ZONE_REPORT, sector: 16 * ZS, inLens: [4096] });
+    await run(q, slot, { type: REQ.ZONE_REPORT, sector: 16 * ZS, inLens: [4096] });
     expect(slot.status).toBe(S.INVALID);
   });
 
   it('zone append answers in the 9-byte spec tail and in Linux\'s 16-byte in-header', async () => {
     const { mem, q } = await start();
     const slot = new BlkRequestSlot(mem, 8192);
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
-    expect([slot.status, slot.appendSector]).toEqual([BLK_S_OK, 3 * ZS]);
-    const len = await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(8192)], tailLen: 16 });
-    expect([slot.status, slot.appendSector, len]).toEqual([BLK_S_OK, 3 * ZS + 8, 16]);
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 3 * ZS + 8, out: [new Uint8Array(4096)], tailLen: 9 });
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
+    expect([slot.status, slot.appendSector]).toEqual([STATUS.OK, 3 * ZS]);
+    const len = await run(q, slot, { type: REQ.ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(8192)], tailLen: 16 });
+    expect([slot.status, slot.appendSector, len]).toEqual([STATUS.OK, 3 * ZS + 8, 16]);
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 3 * ZS + 8, out: [new Uint8Array(4096)], tailLen: 9 });
     expect(slot.status, 'append not at the zone start').toBe(S.INVALID);
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 0, out: [new Uint8Array(4096)], tailLen: 9 });
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 0, out: [new Uint8Array(4096)], tailLen: 9 });
     expect(slot.status, 'append to a conventional zone').toBe(S.INVALID);
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(4096)], tailLen: 8 });
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 3 * ZS, out: [new Uint8Array(4096)], tailLen: 8 });
     expect(slot.status, 'tail too short for the sector').toBe(S.IOERR);
   });
 
   it('a driver that did not negotiate ZONED gets UNSUPP for zone commands and IOERR for zone violations', async () => {
     const { mem, q } = await start({ ackZoned: false });
     const slot = new BlkRequestSlot(mem, 8192);
-    await run(q, slot, { type: BLK_T_ZONE_REPORT, sector: 0, inLens: [4096] });
+    await run(q, slot, { type: REQ.ZONE_REPORT, sector: 0, inLens: [4096] });
     expect(slot.status).toBe(S.UNSUPP);
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 2 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 2 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
     expect(slot.status).toBe(S.UNSUPP);
-    await run(q, slot, { type: BLK_T_ZONE_RESET, sector: 2 * ZS });
+    await run(q, slot, { type: REQ.ZONE_RESET, sector: 2 * ZS });
     expect(slot.status).toBe(S.UNSUPP);
     // A write off the write pointer is still refused, with the status this driver knows.
-    await run(q, slot, { type: BLK_T_OUT, sector: 2 * ZS + 8, out: [new Uint8Array(4096)] });
+    await run(q, slot, { type: REQ.OUT, sector: 2 * ZS + 8, out: [new Uint8Array(4096)] });
     expect(slot.status).toBe(S.IOERR);
-    await run(q, slot, { type: BLK_T_OUT, sector: 2 * ZS, out: [new Uint8Array(4096)] });
-    expect(slot.status).toBe(BLK_S_OK);
+    await run(q, slot, { type: REQ.OUT, sector: 2 * ZS, out: [new Uint8Array(4096)] });
+    expect(slot.status).toBe(STATUS.OK);
   });
 
   it('flushes every write while the guest has the write cache disabled', async () => {
     const { fe, mem, q, backend } = await start();
     const slot = new BlkRequestSlot(mem, 8192);
-    await run(q, slot, { type: BLK_T_OUT, sector: 0, out: [new Uint8Array(4096)] });
+    await run(q, slot, { type: REQ.OUT, sector: 0, out: [new Uint8Array(4096)] });
     expect(backend.flushes).toBe(0);
     await fe.setConfig(32, new Uint8Array([0]));
     expect((await fe.getConfig(0, 96)).data[32]).toBe(0);
-    await run(q, slot, { type: BLK_T_OUT, sector: 8, out: [new Uint8Array(4096)] });
-    await run(q, slot, { type: BLK_T_ZONE_APPEND, sector: 2 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
+    await run(q, slot, { type: REQ.OUT, sector: 8, out: [new Uint8Array(4096)] });
+    await run(q, slot, { type: REQ.ZONE_APPEND, sector: 2 * ZS, out: [new Uint8Array(4096)], tailLen: 9 });
     expect(backend.flushes).toBe(2);
   });
 
   it('refuses malformed requests with IOERR and keeps serving', async () => {
     const { mem, q } = await start();
     const slot = new BlkRequestSlot(mem, 8192);
-    await run(q, slot, { type: BLK_T_OUT, sector: 0, out: [new Uint8Array(1000)] });
+    await run(q, slot, { type: REQ.OUT, sector: 0, out: [new Uint8Array(1000)] });
     expect(slot.status, 'data not a multiple of 512').toBe(S.IOERR);
-    await run(q, slot, { type: BLK_T_IN, sector: 16 * ZS - 1, inLens: [4096] });
+    await run(q, slot, { type: REQ.IN, sector: 16 * ZS - 1, inLens: [4096] });
     expect(slot.status, 'read past the end').toBe(S.IOERR);
     await run(q, slot, { type: 99, sector: 0 });
     expect(slot.status, 'unknown type').toBe(S.UNSUPP);
-    await run(q, slot, { type: BLK_T_IN, sector: 0, inLens: [4096] });
-    expect(slot.status).toBe(BLK_S_OK);
+    await run(q, slot, { type: REQ.IN, sector: 0, inLens: [4096] });
+    expect(slot.status).toBe(STATUS.OK);
   });
 });

@@ -6,13 +6,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DriverQueue } from '../harness/driver-queue.js';
-import { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 import { ProtocolFeature } from '../../src/vhost-user/messages.js';
 import { pattern } from '../conformance/zone-suite.js';
 import { NULLB_GEOMETRY } from '../conformance/geometries.js';
-import { BlkClient, REQ, STATUS } from './blk-client.js';
+import { BlkClient, REQ, STATUS } from '../../src/testing/blk-request.js';
 import { BIN, runCli as cli } from '../harness/cli-process.js';
 import { findGuestDevices } from './devices.js';
 
@@ -87,7 +87,7 @@ describe('serve --device /dev/nullb0 driven by the vhost-user front-end', () => 
   });
 
   it('GET_ID returns the serial report --device prints (the device can be looked at while it is served)', async () => {
-    const r = await blk.one({ type: REQ.GET_ID, sector: 0, inLen: 20 });
+    const r = await blk.one({ type: REQ.GET_ID, sector: 0, inLens: [20] });
     expect(r.status).toBe(STATUS.OK);
     const id = Buffer.from(mem.read(r.inGpa, 20)).toString('latin1').replace(/\0+$/, '');
     const rep = await cli('report', '--device', devs.nullb, '--json', '--count', '1');

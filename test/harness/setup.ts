@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { MemoryTableOptions } from '../../src/vhost-user/memory-table.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { EchoDevice } from './echo-device.js';
-import { VhostUserFrontend } from './frontend.js';
+import { VhostUserFrontend } from '../../src/testing/frontend.js';
 import { captureLogger, type LogLine } from './log-capture.js';
 
 export interface TestRig {

@@ -95,6 +95,47 @@ describe('IoRing', () => {
     }
   });
 
+  it('submitAndReap turns eventfd signals off; armEventFd turns them on and reports what waits unsignalled', () => {
+    const r = new IoRing(4);
+    const out = new Float64Array(2 * r.capacity);
+    const sleep = new Int32Array(new SharedArrayBuffer(4));
+    /** Spins (1 ms naps) until the completion queue holds something, reading it without reaping. */
+    const waitPosted = (on: boolean): void => {
+      const deadline = Date.now() + 5000;
+      while (!r.armEventFd(on)) {
+        if (Date.now() > deadline) throw new Error('no completion within 5 s');
+        Atomics.wait(sleep, 0, 0, 1);
+      }
+    };
+    try {
+      const a = new Uint8Array(4096);
+      expect(r.queue(false, fd, a, 4096, 0)).toBe(true);
+      let n = r.submitAndReap(out);
+      if (n === 0) { waitPosted(false); n = r.reap(out); }
+      expect([n, out[0], out[1]]).toEqual([1, 0, 4096]);
+      expect(a).toEqual(pattern(64 * 1024, 1).subarray(4096, 8192));
+      expect(readCounter(r.eventFd)).toBeLessThanOrEqual(0); // signals were off
+
+      // Posted while off, found when turned on: the caller must reap, no signal will come.
+      expect(r.queue(false, fd, new Uint8Array(512), 0, 1)).toBe(true);
+      r.submit();
+      waitPosted(false);
+      expect(r.armEventFd(true)).toBe(true);
+      expect(readCounter(r.eventFd)).toBeLessThanOrEqual(0);
+      expect(r.reap(out)).toBe(1);
+      expect(r.armEventFd(true)).toBe(false);
+
+      // On: a completion signals the eventfd again.
+      expect(r.queue(false, fd, new Uint8Array(512), 0, 2)).toBe(true);
+      r.submit();
+      expect(pollFds(Int32Array.of(r.eventFd), 5000)).toBe(1);
+      expect(readCounter(r.eventFd)).toBeGreaterThan(0);
+      expect(r.reap(out)).toBe(1);
+    } finally {
+      r.close();
+    }
+  });
+
   it('checks its arguments in the wrapper', () => {
     expect(() => new IoRing(3)).toThrow(ZbdError);
     expect(() => new IoRing(0)).toThrow(/entries/);

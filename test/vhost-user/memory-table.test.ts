@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeFd, memfdCreate, mmap, munmap, pageSize } from '../../src/native/index.js';
 import { MemoryTable } from '../../src/vhost-user/memory-table.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 
 const PAGE = pageSize();
 const GPA = 0x1_0000_0000;

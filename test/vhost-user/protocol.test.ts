@@ -6,10 +6,10 @@ import {
   encodeConfig, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState, F_PROTOCOL_FEATURES,
   FLAG_NEED_REPLY, ProtocolFeature, Req, VERSION, VRING_NOFD,
 } from '../../src/vhost-user/messages.js';
-import type { DriverQueue } from '../harness/driver-queue.js';
+import type { DriverQueue } from '../../src/testing/driver-queue.js';
 import { ECHO_CONFIG_SIZE, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC } from '../harness/echo-device.js';
-import type { VhostUserFrontend } from '../harness/frontend.js';
-import { GuestMemoryImage } from '../harness/guest-memory-image.js';
+import type { VhostUserFrontend } from '../../src/testing/frontend.js';
+import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
 import { captureLogger } from '../harness/log-capture.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { startRig, until, type TestRig } from '../harness/setup.js';

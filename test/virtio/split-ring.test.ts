@@ -5,8 +5,8 @@ import { MemoryTable, type MemoryTableOptions } from '../../src/vhost-user/memor
 import {
   SplitRing, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringNeedEvent,
 } from '../../src/virtio/split-ring.js';
-import { DriverQueue } from '../harness/driver-queue.js';
-import { GuestMemoryImage, type RegionSpec } from '../harness/guest-memory-image.js';
+import { DriverQueue } from '../../src/testing/driver-queue.js';
+import { GuestMemoryImage, type RegionSpec } from '../../src/testing/guest-memory.js';
 
 const PAGE = pageSize();
 const GPA = 0x1_0000_0000;

@@ -1,23 +1,21 @@
-// A vhost-user front-end written for tests and benchmarks: connects to a back-end socket,
+// A vhost-user front-end for the tests and the benchmark: connects to a back-end socket,
 // negotiates like QEMU (or like UML), shares memfd guest memory, sets up split rings with
 // eventfd or socketpair notifications, and can send raw or malformed messages.
 import pino, { type Logger } from 'pino';
-import { closeFd, connectUnix, eventfd, socketpair } from '../../src/native/index.js';
-import { MessageChannel } from '../../src/vhost-user/channel.js';
+import { closeFd, connectUnix, eventfd, socketpair } from '../native/index.js';
+import { MessageChannel } from '../vhost-user/channel.js';
 import {
   encodeConfig, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
-  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, ProtocolFeature, REPLY_FLAGS, Req, requestName, VERSION, VRING_NOFD,
+  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, OWN_REPLY, ProtocolFeature, REPLY_FLAGS, Req, requestName, VERSION, VRING_NOFD,
   type MemRegionDesc, type VhostUserMessage,
-} from '../../src/vhost-user/messages.js';
-import { DriverQueue } from './driver-queue.js';
-import type { GuestMemoryImage } from './guest-memory-image.js';
+} from '../vhost-user/messages.js';
+import { DriverQueue, type DriverQueueOptions } from './driver-queue.js';
+import type { GuestMemoryImage } from './guest-memory.js';
 
 export const VIRTIO_F_VERSION_1 = 1n << 32n;
 export const VIRTIO_RING_F_INDIRECT_DESC = 1n << 28n;
 export const VIRTIO_RING_F_EVENT_IDX = 1n << 29n;
-
-const OWN_REPLY = new Set<number>([Req.GET_FEATURES, Req.GET_PROTOCOL_FEATURES, Req.GET_VRING_BASE, Req.GET_CONFIG,
-  Req.GET_QUEUE_NUM, Req.GET_MAX_MEM_SLOTS, Req.GET_INFLIGHT_FD, Req.GET_STATUS]);
+const bit = (n: number): bigint => 1n << BigInt(n);
 
 export interface RequestOptions {
   fds?: number[];
@@ -28,7 +26,7 @@ export interface RequestOptions {
   expectReply?: boolean;
 }
 
-export interface QueueSetup {
+export interface QueueSetup extends DriverQueueOptions {
   size: number;
   /** 'socketpair' makes the call fd a stream socket like UML's. */
   call?: 'eventfd' | 'socketpair' | 'none';
@@ -191,14 +189,8 @@ export class VhostUserFrontend {
 
   /** Creates a driver queue in guest memory and starts it the way QEMU does. */
   async setupQueue(mem: GuestMemoryImage, index: number, setup: QueueSetup): Promise<DriverQueue> {
-    const q = new DriverQueue(mem, index, setup.size);
-    q.availIdx = setup.base ?? 0;
-    q.lastUsed = setup.base ?? 0;
-    if (setup.base) {
-      q.setAvailIdx(setup.base);
-      const { dv, off } = mem.at(q.usedGpa);
-      dv.setUint16(off + 2, setup.base, true);
-    }
+    const q = new DriverQueue(mem, index, setup.size, setup);
+    q.reset(setup.base ?? 0);
     await this.command(Req.SET_VRING_NUM, encodeVringState(index, setup.size));
     await this.command(Req.SET_VRING_BASE, encodeVringState(index, setup.base ?? 0));
     await this.command(Req.SET_VRING_ADDR, encodeVringAddr({ index, ...q.addrs }));
@@ -220,6 +212,44 @@ export class VhostUserFrontend {
     await this.command(Req.SET_VRING_KICK, encodeU64(index), [q.kickFd]);
     if (setup.enable !== false) await this.command(Req.SET_VRING_ENABLE, encodeVringState(index, 1));
     return q;
+  }
+
+  /**
+   * What QEMU does from vhost-user-blk realize to a running device: features (`wanted` of
+   * those offered, protocol features kept), protocol features (`protocol` of those offered),
+   * queue count, SET_OWNER, the config read, SET_FEATURES, the memory table, then each queue
+   * started and enabled. Rings are page-aligned as in a real guest; with EVENT_IDX negotiated
+   * the queues honour avail_event.
+   */
+  async startDevice(mem: GuestMemoryImage, o: { queues: number; size: number; wanted: bigint; protocol: bigint }):
+    Promise<{ features: bigint; queues: DriverQueue[] }> {
+    const offered = await this.getFeatures();
+    if ((offered & F_PROTOCOL_FEATURES) === 0n) throw new Error('back-end does not offer vhost-user protocol features');
+    const protocol = (await this.getProtocolFeatures()) & o.protocol;
+    await this.setProtocolFeatures(protocol);
+    if ((protocol & bit(ProtocolFeature.MQ)) !== 0n) {
+      const n = Number(await this.getQueueNum());
+      if (n < o.queues) throw new Error(`back-end offers ${n} queues, ${o.queues} wanted`);
+    } else if (o.queues > 1) {
+      throw new Error('back-end does not offer multiqueue');
+    }
+    await this.command(Req.SET_OWNER);
+    await this.getConfig(0, 60);
+    const features = offered & (o.wanted | F_PROTOCOL_FEATURES);
+    await this.command(Req.SET_FEATURES, encodeU64(features));
+    await this.setMemTable(mem);
+    const queues: DriverQueue[] = [];
+    for (let i = 0; i < o.queues; i++) {
+      const q = await this.setupQueue(mem, i, { size: o.size, pageAligned: true });
+      q.eventIdx = (features & VIRTIO_RING_F_EVENT_IDX) !== 0n;
+      queues.push(q);
+    }
+    return { features, queues };
+  }
+
+  /** Stops each queue as QEMU does (GET_VRING_BASE: the back-end finishes what is in flight). */
+  async stopQueues(queues: readonly DriverQueue[]): Promise<void> {
+    for (const q of queues) await this.getVringBase(q.index);
   }
 
   /** Round trip that proves the back-end still serves requests in order. */

@@ -1,8 +1,9 @@
-// Front-end side of guest memory for tests: memfd-backed regions mapped locally, each with a
-// guest-physical base and a different "user address" (like QEMU's HVA), so back-end code
-// that confuses the two address spaces fails. A bump allocator hands out guest buffers.
-import { closeFd, memfdCreate, mmap, munmap } from '../../src/native/index.js';
-import type { MemRegionDesc } from '../../src/vhost-user/messages.js';
+// Guest RAM as a front-end (QEMU) holds it, for the tests and the benchmark: memfd-backed
+// regions mapped here, each with a guest-physical base and a different "user address" (like
+// QEMU's HVA), so back-end code that confuses the two address spaces fails loudly. A bump
+// allocator hands out rings and buffers once; nothing is allocated per request.
+import { closeFd, memfdCreate, mmap, munmap, pageSize } from '../native/index.js';
+import type { MemRegionDesc } from '../vhost-user/messages.js';
 
 export interface RegionSpec {
   guestPhysAddr: number;
@@ -39,7 +40,7 @@ export class GuestMemoryImage {
     if (opts.shareFd) {
       let fileSize = 0;
       for (const s of specs) fileSize += s.size;
-      const fd = memfdCreate('test-guest-shared', fileSize);
+      const fd = memfdCreate('vuzbd-guest-shared', fileSize);
       const ab = mmap(fd, 0, fileSize, true);
       this.mappings.push(ab);
       this.sharedFd = fd;
@@ -58,7 +59,7 @@ export class GuestMemoryImage {
     for (const [i, s] of specs.entries()) {
       const off = s.mmapOffset ?? 0;
       const fileSize = off + s.size + (s.guardAfter ?? 0);
-      const fd = memfdCreate(`test-guest-${i}`, fileSize);
+      const fd = memfdCreate(`vuzbd-guest-${i}`, fileSize);
       const ab = mmap(fd, 0, fileSize, true);
       this.mappings.push(ab);
       const file = new Uint8Array(ab);
@@ -74,9 +75,13 @@ export class GuestMemoryImage {
     this.next = this.regions[0].guestPhysAddr;
   }
 
-  /** Single-region image: gpa 4 GiB, user address elsewhere. */
-  static simple(size = 16 * 1024 * 1024): GuestMemoryImage {
-    return new GuestMemoryImage([{ guestPhysAddr: 0x1_0000_0000, userAddr: 0x7f12_3400_0000, size }]);
+  /**
+   * Single-region image, user address elsewhere. The default gpa (4 GiB) catches 32-bit
+   * truncation; the benchmark puts its RAM at gpa 0 so a gpa is an offset into `bytes`.
+   */
+  static simple(size = 16 * 1024 * 1024, guestPhysAddr = 0x1_0000_0000): GuestMemoryImage {
+    const page = pageSize();
+    return new GuestMemoryImage([{ guestPhysAddr, userAddr: 0x7f12_3400_0000, size: Math.ceil(size / page) * page }]);
   }
 
   get descs(): MemRegionDesc[] {
@@ -88,7 +93,7 @@ export class GuestMemoryImage {
 
   region(gpa: number): ImageRegion {
     const r = this.regions.find((x) => gpa >= x.guestPhysAddr && gpa < x.guestPhysAddr + x.size);
-    if (!r) throw new Error(`gpa 0x${gpa.toString(16)} not in test guest memory`);
+    if (!r) throw new Error(`gpa 0x${gpa.toString(16)} not in guest memory`);
     return r;
   }
 
@@ -107,7 +112,7 @@ export class GuestMemoryImage {
         return a;
       }
       const later = this.regions.find((x) => x.guestPhysAddr > a);
-      if (!later) throw new Error(`test guest memory exhausted (${len} bytes)`);
+      if (!later) throw new Error(`guest memory exhausted (${len} bytes)`);
       a = later.guestPhysAddr;
       this.next = a;
     }
