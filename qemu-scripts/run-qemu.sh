@@ -10,6 +10,8 @@
 #   --disk-device KIND   blk: vhost-user-blk-pci (default; any QEMU; a regular disk, QEMU
 #                        never passes VIRTIO_BLK_F_ZONED) | test: vhost-user-test-device-pci
 #                        (QEMU >= 10.2; the zoned disk)
+#   --reconnect SECS     QEMU reconnects to a disk's socket SECS seconds after the back-end
+#                        went away (a restarted daemon resubmits in-flight requests)
 #   --mem SIZE           guest RAM (default 1G)
 #   --smp N              vCPUs (default 2)
 #   --share DIR          make host directory DIR writable in the guest at the same path
@@ -46,6 +48,7 @@ script_init run-qemu 125
 sockets=()
 queues=1
 disk_kind=blk
+reconnect=
 mem=1G
 smp=2
 shares=()
@@ -67,6 +70,7 @@ while (($#)); do
     --socket) (($# >= 2)) || usage; sockets+=("$2"); shift 2 ;;
     --queues) (($# >= 2)) || usage; queues=$2; shift 2 ;;
     --disk-device) (($# >= 2)) || usage; disk_kind=$2; shift 2 ;;
+    --reconnect) (($# >= 2)) || usage; reconnect=$2; shift 2 ;;
     --mem) (($# >= 2)) || usage; mem=$2; shift 2 ;;
     --smp) (($# >= 2)) || usage; smp=$2; shift 2 ;;
     --share) (($# >= 2)) || usage; shares+=("$2"); shift 2 ;;
@@ -100,6 +104,7 @@ fi
 [[ "$timeout_s" =~ ^[0-9]+$ ]] || die "--timeout wants a non-negative integer, got: $timeout_s"
 qg_check_machine_opts "$queues" "$smp" "$mem"
 [[ "$disk_kind" == blk || "$disk_kind" == test ]] || die "--disk-device wants blk or test, got: $disk_kind"
+[[ -z "$reconnect" || "$reconnect" =~ ^[1-9][0-9]*$ ]] || die "--reconnect wants a positive number of seconds, got: $reconnect"
 for s in "${sockets[@]}"; do
   # Refuse early: QEMU would fail realize with a less obvious message.
   ((print_only)) || [[ -S "$s" ]] || die "no listening socket at $s (start the backend first)"
@@ -197,6 +202,12 @@ start_virtiofsd() {
   exit 125
 }
 
+chardev_opt=
+if [[ -n "$reconnect" ]]; then
+  rv=7.2
+  ((print_only)) || rv=$(qg_qemu_version "$qemu") || die "cannot read the version of $qemu"
+  chardev_opt=$(qg_reconnect_opt "$rv" "$reconnect")
+fi
 qargs=("$qemu" -nodefaults -no-user-config -display none -no-reboot)
 qg_machine_args qargs "$mem" "$smp"
 # Disks first: PCI slots are assigned in command-line order and virtio_blk names the
@@ -204,7 +215,7 @@ qg_machine_args qargs "$mem" "$smp"
 for i in "${!sockets[@]}"; do
   s=${sockets[i]}
   ((print_only)) || s=$(realpath "$s")
-  qg_disk_args qargs "$i" "$s" "$queues" "$disk_kind"
+  qg_disk_args qargs "$i" "$s" "$queues" "$disk_kind" "$chardev_opt"
 done
 fs_tags=(hostroot scratch)
 fs_dirs=(/ "$scratch")

@@ -6,7 +6,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-deps.sh >&2
 [[ -f build/Release/vhost_user_zbd_native.node ]] || npm run install >&2
-[[ -f dist/cli/main.js && ! src -nt dist ]] || npx tsc -p tsconfig.json
+# Rebuild when any source file is newer than the build: a directory's mtime does not change when
+# a file in a subdirectory is edited, so compare files, not the src directory.
+if [[ ! -f dist/cli/main.js ]] || [[ -n "$(find src tsconfig.json -newer dist/cli/main.js -type f -print -quit)" ]]; then
+  npx tsc -p tsconfig.json
+fi
 
 data=${VHOST_USER_ZBD_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/vhost-user-zbd}
 run=${VHOST_USER_ZBD_RUN:-${XDG_RUNTIME_DIR:-$HOME/.cache/vhost-user-zbd}}

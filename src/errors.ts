@@ -11,14 +11,18 @@ export type ErrorCode =
   | 'EPROTO'       // vhost-user protocol violation by the front-end
   | 'EGUEST'       // guest supplied invalid ring / descriptor data
   | 'EDEVICE'      // host block device unsuitable or failing
-  | 'ESOCKET';     // socket path unusable
+  | 'ESOCKET'      // socket path unusable
+  | 'EHOST';       // a system call on a user's file failed (errno in the value; the message names the file)
 
 export class ZbdError extends Error {
   readonly code: ErrorCode;
   readonly value: unknown;
+  /** The message without the code, for lines that name the cause in words. */
+  readonly reason: string;
   constructor(code: ErrorCode, message: string, value?: unknown, options?: { cause?: unknown }) {
     super(`${code}: ${message}`, options);
     this.name = 'ZbdError';
+    this.reason = message;
     this.code = code;
     this.value = value;
   }

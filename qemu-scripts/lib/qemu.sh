@@ -52,13 +52,20 @@ qg_escape() { printf '%s' "${1//,/,,}"; }
 #         space (up to the zoned fields): QEMU >= 10.2, the guest sees the zoned disk
 qg_disk_args() {
   local -n out=$1
-  local i=$2 sock=$3 queues=$4 kind=$5
-  out+=(-chardev "socket,id=vu$i,path=$(qg_escape "$sock")")
+  local i=$2 sock=$3 queues=$4 kind=$5 chardev_opt=${6:-}
+  # chardev_opt: e.g. the reconnect option (qg_reconnect_opt), so QEMU reconnects to a restarted back-end.
+  out+=(-chardev "socket,id=vu$i,path=$(qg_escape "$sock")${chardev_opt:+,$chardev_opt}")
   case "$kind" in
     blk) out+=(-device "vhost-user-blk-pci,chardev=vu$i,num-queues=$queues") ;;
     test) out+=(-device "vhost-user-test-device-pci,chardev=vu$i,virtio-id=2,num_vqs=$queues,vq_size=256,config_size=96") ;;
     *) echo "unknown disk device kind: $kind" >&2; return 1 ;;
   esac
+}
+
+# The chardev option that reconnects after $2 seconds: reconnect=S until QEMU 9.1, reconnect-ms
+# from 9.2 (QEMU 10 removed reconnect). $1: QEMU version (X.Y).
+qg_reconnect_opt() {
+  if qg_version_ge "$1" 9.2; then echo "reconnect-ms=$(($2 * 1000))"; else echo "reconnect=$2"; fi
 }
 
 # Machine options shared by every guest: TCG (no KVM here), and guest RAM in a shared memfd,

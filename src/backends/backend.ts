@@ -73,6 +73,23 @@ export interface Backend {
   reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number>;
   /** ZONE_OPEN/CLOSE/FINISH/RESET/RESET_ALL (sector = zone start; ignored for RESET_ALL). */
   zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult>;
+  /**
+   * Regular disks: the guest no longer needs [sector, sector + sectors); free its space if the
+   * storage can (reads of it then return zeroes). A storage that cannot free space does
+   * nothing and resolves OK, as a discard promises nothing. Absent: DISCARD is not offered.
+   */
+  discard?(sector: number, sectors: number): Promise<ZoneResult>;
+  /**
+   * Regular disks: [sector, sector + sectors) reads as zeroes afterwards; with unmap its space
+   * may be freed, without it stays allocated. Absent: WRITE_ZEROES is not offered.
+   */
+  writeZeroes?(sector: number, sectors: number, unmap: boolean): Promise<ZoneResult>;
   /** Flush and release (files closed, locks dropped). Idempotent. */
   close(): Promise<void>;
+  /**
+   * Power-loss emulation (control API, --volatile-cache): once in-flight writes finish, each
+   * listed sequential zone keeps only its data below the given sector, open zones close as
+   * after a restart, and the result is made durable. Only emulated disks can do this.
+   */
+  powerLoss?(wpAfter: ReadonlyMap<number, number>): Promise<void>;
 }

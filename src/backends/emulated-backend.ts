@@ -225,6 +225,27 @@ export class EmulatedBackend implements Backend {
     return ZoneResult.OK;
   }
 
+  async powerLoss(wpAfter: ReadonlyMap<number, number>): Promise<void> {
+    const e = this.engine;
+    await this.waitIdle(-1);
+    const before = new Map<number, number>();
+    for (const z of wpAfter.keys()) before.set(z, e.persistedWp(z));
+    e.powerLoss(wpAfter);
+    if (!this.persistDirty()) throw this.fatal as Error;
+    // The lost tails hold no data any more: free them (reads above the wp are zeroes anyway).
+    const jobs: Promise<void>[] = [];
+    for (const [z, wp] of wpAfter) {
+      const old = before.get(z) as number;
+      if (old > wp) {
+        jobs.push(this.storage.discard(wp * SECTOR_SIZE, (old - wp) * SECTOR_SIZE).catch((err: unknown) => {
+          this.log?.warn({ err, zone: z }, 'could not free the space of data lost by the power cut');
+        }));
+      }
+    }
+    await Promise.all(jobs);
+    await this.storage.sync();
+  }
+
   /** Until zone z's old data is freed (at once if it is not being freed). */
   private discarded(z: number): Promise<void> {
     const waiting = this.discarding.get(z);

@@ -13,8 +13,10 @@ import { EmulatedBackend } from './emulated-backend.js';
 import { iovBytes, iovSlice } from './iovec.js';
 import {
   HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
-  imageLayout, serialFromUuid, type ImageHeader, type ZoneEntry,
+  imageLayout, serialFromUuid, type ImageHeader, type Preallocation, type ZoneEntry,
 } from './image-format.js';
+import { errnoNameOf, formatBytes, hostFileError, onHostFile } from './host-file-error.js';
+import { filesystemOf, lockHolder, probeMaxFileSize, processFileSizeLimit } from './host-filesystem.js';
 import type { Storage } from './storage.js';
 import { fileIoFor, type FileIo } from './file-io.js';
 
@@ -59,6 +61,9 @@ function writevAll(io: FileIo, fd: number, iov: IoVec, pos: number): Promise<voi
 
 /** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
 const DISCARD_PIECE = 8 << 20;
+/** linux/falloc.h: zero a range, keeping (or making) its blocks allocated. */
+const FALLOC_FL_ZERO_RANGE = 0x10;
+const EOPNOTSUPP = 95;
 
 export class FileStorage implements Storage {
   private readonly entry = new Uint8Array(ZONE_ENTRY_SIZE);
@@ -75,14 +80,34 @@ export class FileStorage implements Storage {
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
   }
+  /** Preallocated images: whether the filesystem zeroes a range in place (ext4, xfs) or must punch and re-allocate (tmpfs). */
+  private zeroRangeWorks = true;
   async discard(byteOffset: number, length: number): Promise<void> {
     // In pieces on the thread pool: freeing a 256 MiB zone on tmpfs takes ~40 ms with the
     // file's inode lock held, which every write to the image also needs. Between pieces the
     // loop's writes to other zones get the lock.
-    const mode = native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE;
     const start = this.header.dataOffset + byteOffset, end = start + length;
+    const reserve = this.header.preallocation !== 'off';
     for (let off = start; off < end; off += DISCARD_PIECE) {
-      await native.fallocateAsync(this.fd, mode, off, Math.min(DISCARD_PIECE, end - off));
+      const len = Math.min(DISCARD_PIECE, end - off);
+      if (!reserve) {
+        await native.fallocateAsync(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, off, len);
+        continue;
+      }
+      // A preallocated image keeps its space through a reset (the user reserved it so writes
+      // cannot meet ENOSPC); the old data is zeroed all the same, so a repaired entry can
+      // never expose it.
+      if (this.zeroRangeWorks) {
+        try {
+          await native.fallocateAsync(this.fd, FALLOC_FL_ZERO_RANGE | native.FALLOC_FL_KEEP_SIZE, off, len);
+          continue;
+        } catch (err) {
+          if ((err as { errno?: number }).errno !== EOPNOTSUPP) throw err;
+          this.zeroRangeWorks = false;
+        }
+      }
+      await native.fallocateAsync(this.fd, native.FALLOC_FL_PUNCH_HOLE | native.FALLOC_FL_KEEP_SIZE, off, len);
+      await native.fallocateAsync(this.fd, native.FALLOC_FL_KEEP_SIZE, off, len);
     }
   }
   persistZone(zone: number, state: PersistedZoneState): void {
@@ -105,6 +130,8 @@ export interface CreateImageOptions extends Partial<GeometryInput> {
   capacitySectors: number;
   zoneSectors: number;
   profile?: ImageProfile;
+  /** How the data area's space is reserved (default off: sparse). */
+  preallocation?: Preallocation;
   /** Overwrite an existing file (refused while another process holds it). */
   force?: boolean;
 }
@@ -126,51 +153,168 @@ export function applyProfile(o: CreateImageOptions): GeometryInput {
   };
 }
 
-/** Create an image atomically: written under a temporary name, then renamed into place. */
+/** An fs-style error for a condition we detect ourselves (a directory where a file belongs). */
+function errnoError(code: string, syscall: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(code), { code, syscall });
+}
+
+/**
+ * The file a create writes: `file` itself, or what a symbolic link at `file` points to (so
+ * the link survives and the image lands where it leads, as an open(O_CREAT) would).
+ */
+function createTarget(file: string): string {
+  let target = file;
+  for (let hops = 0; ; hops++) {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(target);
+    } catch (err) {
+      if (errnoNameOf(err) === 'ENOENT') return target; // a missing directory is named when the file is opened
+      throw hostFileError(err, 'create', file);
+    }
+    if (st.isDirectory()) throw hostFileError(errnoError('EISDIR', 'open'), 'create', file);
+    if (!st.isSymbolicLink()) return target;
+    if (hops >= 40) throw hostFileError(errnoError('ELOOP', 'open'), 'create', file);
+    target = path.resolve(path.dirname(target), fs.readlinkSync(target));
+  }
+}
+
+/** The largest --size (a whole number of zones) whose image fits in a file of `limit` bytes. */
+function largestSizeWithin(h: ImageHeader, limit: number): number {
+  const zoneBytes = h.geometry.zoneSectors * 512;
+  return Math.max(0, Math.floor((limit - h.dataOffset) / zoneBytes) * zoneBytes);
+}
+
+/** What EFBIG on `file` means: which limit (filesystem or ulimit), how large, and the largest image that fits. */
+function tooLargeError(fd: number, h: ImageHeader, file: string, cause: unknown): ZbdError {
+  const limit = probeMaxFileSize(fd, h.dataOffset);
+  const ulimit = processFileSizeLimit();
+  const fsf = filesystemOf(path.dirname(path.resolve(file)));
+  const byUlimit = limit >= ulimit;
+  const maxSize = largestSizeWithin(h, limit);
+  const who = byUlimit
+    ? `the process's file-size limit (ulimit -f) is ${ulimit} bytes (${formatBytes(ulimit)})`
+    : `${fsf?.name ?? 'the filesystem'} here holds files of at most ${limit} bytes (${formatBytes(limit)})`;
+  return new ZbdError('EHOST',
+    `cannot create ${file}: the image needs a file of ${h.fileSize} bytes (${formatBytes(h.fileSize)}: --size plus ${formatBytes(h.dataOffset)} of header and zone table), but ${who} (EFBIG)`,
+    { file, errno: 'EFBIG', syscall: 'ftruncate', limit, limitBy: byUlimit ? 'ulimit' : 'filesystem', filesystem: fsf?.name, maxSizeBytes: maxSize },
+    { cause });
+}
+
+/** Bytes written per call by --preallocation full. */
+const ZERO_FILL_CHUNK = 8 << 20;
+
+/** Give the new image its full size, reserving the data area's space as `h.preallocation` says. */
+function sizeDataArea(fd: number, h: ImageHeader, file: string): void {
+  try {
+    fs.ftruncateSync(fd, h.fileSize); // sparse: data costs nothing until written
+  } catch (err) {
+    if (errnoNameOf(err) === 'EFBIG') throw tooLargeError(fd, h, file, err);
+    throw err;
+  }
+  if (h.preallocation === 'off') return;
+  const dataBytes = h.fileSize - h.dataOffset;
+  const fsf = filesystemOf(path.dirname(path.resolve(file)));
+  try {
+    if (h.preallocation === 'falloc') {
+      native.fallocate(fd, 0, h.dataOffset, dataBytes);
+    } else {
+      const zeroes = new Uint8Array(Math.min(ZERO_FILL_CHUNK, dataBytes));
+      for (let off = h.dataOffset; off < h.fileSize;) {
+        off += fs.writeSync(fd, zeroes, 0, Math.min(zeroes.byteLength, h.fileSize - off), off);
+      }
+    }
+  } catch (err) {
+    const errno = errnoNameOf(err);
+    if (errno === 'ENOSPC' || errno === 'EDQUOT') {
+      throw new ZbdError('EHOST', `cannot create ${file}: --preallocation ${h.preallocation} needs ${dataBytes} bytes (${formatBytes(dataBytes)}) ` +
+        `but ${errno === 'EDQUOT' ? 'the disk quota does not allow it' : `the filesystem${fsf ? ` (${fsf.name}) had ${fsf.freeBytes} bytes (${formatBytes(fsf.freeBytes)}) free` : ' has less free'}`} (${errno})`,
+      { file, errno, syscall: h.preallocation === 'falloc' ? 'fallocate' : 'write', neededBytes: dataBytes, freeBytes: fsf?.freeBytes }, { cause: err });
+    }
+    if (errno === 'EOPNOTSUPP') {
+      throw new ZbdError('EHOST', `cannot create ${file}: ${fsf?.name ?? 'this filesystem'} does not support fallocate (EOPNOTSUPP)`,
+        { file, errno, syscall: 'fallocate', preallocation: h.preallocation }, { cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * Create an image atomically: written under a temporary name next to it, then renamed into
+ * place. Whatever fails, nothing is left behind, and host errors name the user's path.
+ */
 export function createImage(file: string, opts: CreateImageOptions): ImageHeader {
   const geometry = makeGeometry(applyProfile(opts));
-  if (fs.existsSync(file)) {
+  const target = createTarget(file);
+  if (fs.existsSync(target)) {
     if (!opts.force) throw new ZbdError('EIMAGEEXIST', `${file} already exists (use --force to overwrite)`, file);
-    const fd = fs.openSync(file, 'r');
+    const fd = onHostFile('open', file, () => fs.openSync(target, 'r'));
     try {
-      if (!native.flock(fd, true, true)) throw new ZbdError('EIMAGELOCK', `${file} is in use by another process`, file);
+      if (!native.flock(fd, true, true)) throw lockedError(file, fd);
     } finally { fs.closeSync(fd); }
   }
   const layout = imageLayout(geometry);
   const header: ImageHeader = {
-    geometry, ...layout, uuid: randomBytes(16), profile: opts.profile ?? 'custom',
+    geometry, ...layout, uuid: randomBytes(16), profile: opts.profile ?? 'custom', preallocation: opts.preallocation ?? 'off',
   };
-  const tmp = path.join(path.dirname(path.resolve(file)), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'wx', 0o644);
+  const tmp = path.join(path.dirname(path.resolve(target)), `.${path.basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fd = onHostFile('create', file, () => fs.openSync(tmp, 'wx', 0o644));
+  let open = true;
   try {
     fs.writeSync(fd, encodeHeader(header), 0, HEADER_BLOCK, 0);
-    const table = new Uint8Array(geometry.nrZones * ZONE_ENTRY_SIZE);
+    // The table in pieces: a million zones' table is 32 MB.
     const engine = new ZoneEngine(geometry);
-    for (let z = 0; z < geometry.nrZones; z++) {
-      encodeZoneEntry(engine.persistedState(z), table.subarray(z * ZONE_ENTRY_SIZE, (z + 1) * ZONE_ENTRY_SIZE));
+    const chunk = new Uint8Array(Math.min(TABLE_CHUNK_ENTRIES, geometry.nrZones) * ZONE_ENTRY_SIZE);
+    for (let first = 0; first < geometry.nrZones; first += TABLE_CHUNK_ENTRIES) {
+      const n = Math.min(TABLE_CHUNK_ENTRIES, geometry.nrZones - first);
+      for (let i = 0; i < n; i++) {
+        encodeZoneEntry(engine.persistedState(first + i), chunk.subarray(i * ZONE_ENTRY_SIZE, (i + 1) * ZONE_ENTRY_SIZE));
+      }
+      writeAllSync(fd, chunk.subarray(0, n * ZONE_ENTRY_SIZE), header.zoneTableOffset + first * ZONE_ENTRY_SIZE);
     }
-    fs.writeSync(fd, table, 0, table.byteLength, header.zoneTableOffset);
-    fs.ftruncateSync(fd, layout.fileSize); // sparse: data costs nothing until written
+    sizeDataArea(fd, header, file);
     fs.fsyncSync(fd);
+    open = false;
     fs.closeSync(fd);
-    fs.renameSync(tmp, file);
+    fs.renameSync(tmp, target);
   } catch (err) {
-    try { fs.closeSync(fd); } catch { /* already closed */ }
+    if (open) try { fs.closeSync(fd); } catch { /* nothing more to do with it */ }
     fs.rmSync(tmp, { force: true });
-    throw err;
+    throw err instanceof ZbdError && !errnoNameOf(err) ? err : hostFileError(err, 'create', file);
   }
   return header;
 }
 
+/** pwrite all of buf at pos (a short write is continued; a full disk then reports ENOSPC). */
+function writeAllSync(fd: number, buf: Uint8Array, pos: number): void {
+  for (let done = 0; done < buf.byteLength;) done += fs.writeSync(fd, buf, done, buf.byteLength - done, pos + done);
+}
+
 /** A problem found in an image: `zone` is -1 for the header/file. */
-export interface ImageProblem { zone: number; message: string; repair?: string }
+export interface ImageProblem {
+  zone: number;
+  message: string;
+  repair?: string;
+  /** The zone's entry as read (null: unreadable); undefined for image-wide problems. */
+  entry?: ZoneEntry | null;
+}
+
+/** How much of the image file holds real blocks (st_blocks), against what it could hold. */
+export interface ImageAllocation {
+  /** Bytes of the file backed by allocated blocks. */
+  allocatedBytes: number;
+  /** Bytes the file spans (header, zone table and data capacity). */
+  fileBytes: number;
+  /** Data capacity (what the guest can write). */
+  capacityBytes: number;
+}
 
 export interface ImageInspection {
   header: ImageHeader;
   headerChecksumOk: boolean;
   actualFileSize: number;
-  /** One entry per zone; null where the entry is unreadable (bad checksum). */
-  entries: (ZoneEntry | null)[];
+  allocation: ImageAllocation;
+  /** Every problem found, with the entries of the zones concerned (not of every zone: bounded memory). */
   problems: ImageProblem[];
 }
 
@@ -186,16 +330,34 @@ function readHeader(fd: number, allowBadChecksum: boolean): { header: ImageHeade
   return { header, checksumOk, size };
 }
 
-function readHeaderAndTable(fd: number, allowBadChecksum: boolean): { header: ImageHeader; checksumOk: boolean; size: number; table: Uint8Array } {
-  const { header, checksumOk, size } = readHeader(fd, allowBadChecksum);
-  const tableBytes = header.geometry.nrZones * ZONE_ENTRY_SIZE;
-  const table = new Uint8Array(tableBytes);
-  fs.readSync(fd, table, 0, tableBytes, header.zoneTableOffset);
-  return { header, checksumOk, size, table };
+/** Zone entries per read of the zone table: a million zones' table is 32 MB, read 512 KB at a time. */
+const TABLE_CHUNK_ENTRIES = 16384;
+
+/** Read the entries of zones [first, first + count) into buf (count × 32 bytes). */
+function readZoneTable(fd: number, header: ImageHeader, first: number, count: number, buf: Uint8Array): void {
+  const bytes = count * ZONE_ENTRY_SIZE;
+  let n = 0;
+  for (let r = -1; n < bytes && r !== 0; n += r) {
+    r = fs.readSync(fd, buf, n, bytes - n, header.zoneTableOffset + first * ZONE_ENTRY_SIZE + n);
+  }
+  if (n !== bytes) throw new ZbdError('EIMAGE', `short read of the zone table at zone ${first} (${n} of ${bytes} bytes)`, first);
 }
 
-/** Zone entries per read while opening: a million zones' table is 32 MB, read 512 KB at a time. */
-const TABLE_CHUNK_ENTRIES = 16384;
+/**
+ * The entries of zones [first, first + count) in table order, a chunk at a time: each
+ * yield is the first zone, how many, and a buffer of their entries (reused: decode before
+ * the next). Memory stays at one chunk whatever the zone count.
+ */
+export function* zoneTableChunks(fd: number, header: ImageHeader, first: number, count: number): Generator<{ first: number; count: number; buf: Uint8Array }> {
+  const end = Math.min(header.geometry.nrZones, first + count);
+  const buf = new Uint8Array(Math.min(TABLE_CHUNK_ENTRIES, Math.max(0, end - first)) * ZONE_ENTRY_SIZE);
+  for (let at = first; at < end;) {
+    const n = Math.min(TABLE_CHUNK_ENTRIES, end - at);
+    readZoneTable(fd, header, at, n, buf);
+    yield { first: at, count: n, buf };
+    at += n;
+  }
+}
 
 /** Zone z's persisted entry, reading the table a chunk at a time (the engine asks in order). */
 function zoneTableReader(fd: number, header: ImageHeader): (z: number) => PersistedZoneState {
@@ -206,9 +368,7 @@ function zoneTableReader(fd: number, header: ImageHeader): (z: number) => Persis
     if (z < first || z >= first + count) {
       first = z - (z % TABLE_CHUNK_ENTRIES);
       count = Math.min(TABLE_CHUNK_ENTRIES, nrZones - first);
-      const bytes = count * ZONE_ENTRY_SIZE;
-      const n = fs.readSync(fd, chunk, 0, bytes, header.zoneTableOffset + first * ZONE_ENTRY_SIZE);
-      if (n !== bytes) throw new ZbdError('EIMAGE', `short read of the zone table at zone ${first} (${n} of ${bytes} bytes)`, first);
+      readZoneTable(fd, header, first, count, chunk);
     }
     const e = decodeZoneEntry(chunk, (z - first) * ZONE_ENTRY_SIZE);
     if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
@@ -222,41 +382,66 @@ function conventionalEntry(engine: ZoneEngine, z: number): ZoneEntry {
   return { wp: end, dataEnd: end, flags: 0 };
 }
 
-/** Read-only full consistency check: every problem, not just the first. */
+/** The file's allocation as fstat tells it. */
+function allocationOf(fd: number, header: ImageHeader): ImageAllocation {
+  const st = fs.fstatSync(fd);
+  return { allocatedBytes: st.blocks * 512, fileBytes: st.size, capacityBytes: header.fileSize - header.dataOffset };
+}
+
+/** A preallocated image whose data area lost blocks (copied sparse, or reset by an old build) no longer has its space reserved. */
+function unreservedBytes(ins: { header: ImageHeader; allocation: ImageAllocation }): number {
+  const h = ins.header;
+  if (h.preallocation === 'off') return 0;
+  // Header and zone table are allocated as written; the gap up to the data area is a hole.
+  const metaBytes = Math.ceil((h.zoneTableOffset + h.geometry.nrZones * ZONE_ENTRY_SIZE) / HEADER_BLOCK) * HEADER_BLOCK;
+  return Math.max(0, ins.allocation.capacityBytes - (ins.allocation.allocatedBytes - metaBytes));
+}
+
+/** Read-only full consistency check: every problem, not just the first; the table is read a chunk at a time. */
 export function inspectImageFd(fd: number): ImageInspection {
-  const { header, checksumOk, size, table } = readHeaderAndTable(fd, true);
+  const { header, checksumOk, size } = readHeader(fd, true);
   const g = header.geometry;
   const problems: ImageProblem[] = [];
   if (!checksumOk) problems.push({ zone: -1, message: 'header checksum mismatch (all fields valid)', repair: 'rewrite the header checksum' });
   if (size < header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (truncated)`, repair: 'extend the file (missing data reads as zeroes)' });
   else if (size > header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (trailing data)`, repair: 'truncate the trailing bytes' });
   const probe = new ZoneEngine(g);
-  const entries: (ZoneEntry | null)[] = new Array(g.nrZones);
-  for (let z = 0; z < g.nrZones; z++) {
-    const e = decodeZoneEntry(table, z * ZONE_ENTRY_SIZE);
-    entries[z] = e;
+  for (const c of zoneTableChunks(fd, header, 0, g.nrZones)) {
+    for (let i = 0; i < c.count; i++) inspectEntry(c.first + i, c.buf, i * ZONE_ENTRY_SIZE);
+  }
+  function inspectEntry(z: number, buf: Uint8Array, off: number): void {
+    const e = decodeZoneEntry(buf, off);
     if (!e) {
-      problems.push({ zone: z, message: 'zone entry checksum mismatch', repair: 'mark the zone FULL with all its data readable (keeps every acknowledged byte)' });
-      continue;
+      problems.push({ zone: z, entry: null, message: 'zone entry checksum mismatch', repair: 'mark the zone FULL with all its data readable (keeps every acknowledged byte)' });
+      return;
     }
     if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
       const want = conventionalEntry(probe, z);
       if (e.wp !== want.wp || e.dataEnd !== want.dataEnd || e.flags !== 0) {
-        problems.push({ zone: z, message: `conventional zone entry holds wp ${e.wp} data end ${e.dataEnd} flags ${e.flags}`, repair: 'rewrite the conventional zone entry' });
+        problems.push({ zone: z, entry: e, message: `conventional zone entry holds wp ${e.wp} data end ${e.dataEnd} flags ${e.flags}`, repair: 'rewrite the conventional zone entry' });
       }
-      continue;
+      return;
     }
     const why = probe.validatePersisted(z, e);
     if (why) {
       const capEnd = probe.zoneStart(z) + probe.zoneCap(z);
       const fixable = e.wp >= probe.zoneStart(z) && e.wp < capEnd && Number.isSafeInteger(e.wp) && (e.wp - probe.zoneStart(z)) % g.blockSectors === 0;
       problems.push({
-        zone: z, message: why,
+        zone: z, entry: e, message: why,
         repair: fixable ? 'set the data end to the write pointer' : 'mark the zone FULL with all its data readable (keeps every acknowledged byte)',
       });
     }
   }
-  return { header, headerChecksumOk: checksumOk, actualFileSize: size, entries, problems };
+  const ins = { header, headerChecksumOk: checksumOk, actualFileSize: size, allocation: allocationOf(fd, header), problems };
+  const missing = unreservedBytes(ins);
+  if (missing > 0 && size >= header.fileSize) {
+    problems.push({
+      zone: -1,
+      message: `preallocated (${header.preallocation}) but ${missing} bytes (${formatBytes(missing)}) of the data area are not allocated: writes there may meet ENOSPC`,
+      repair: 'allocate the missing space again (fallocate; data is unchanged)',
+    });
+  }
+  return ins;
 }
 
 /** Apply the repairs inspectImageFd proposed. Returns what was done, one line each. */
@@ -272,11 +457,16 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
     fs.ftruncateSync(fd, ins.header.fileSize);
     done.push(`file: size set to ${ins.header.fileSize} bytes (was ${ins.actualFileSize})`);
   }
+  if (unreservedBytes(ins) > 0) {
+    // KEEP_SIZE fills the holes only: allocated blocks and their data stay as they are.
+    native.fallocate(fd, native.FALLOC_FL_KEEP_SIZE, ins.header.dataOffset, ins.allocation.capacityBytes);
+    done.push(`data area: space allocated again (preallocation ${ins.header.preallocation})`);
+  }
   const buf = new Uint8Array(ZONE_ENTRY_SIZE);
   for (const p of ins.problems) {
     if (p.zone < 0) continue;
     const z = p.zone;
-    const e = ins.entries[z];
+    const e = p.entry ?? null;
     let fixed: ZoneEntry;
     if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
       fixed = conventionalEntry(probe, z);
@@ -308,39 +498,72 @@ const LOCK_GRACE_MS = 500;
 const LOCK_RETRY_MS = 10;
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-/** Lock the image (exclusive for writers, shared for readers); throws EIMAGELOCK if held. */
+function lockedError(file: string, fd: number): ZbdError {
+  const holder = lockHolder(fd);
+  return new ZbdError('EIMAGELOCK', `${file} is in use by another process${holder ? ` (${holder})` : ''}: it holds the image lock`, { file, holder });
+}
+
+/** Open and lock the image (exclusive for writers, shared for readers); throws EIMAGELOCK if held, EHOST if the host refuses. */
 export function openLocked(file: string, writable: boolean): number {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, writable ? 'r+' : 'r');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new ZbdError('EIMAGE', `cannot open ${file}: ${e.code ?? e.message}`, file, { cause: err });
+  const fd = onHostFile('open', file, () => fs.openSync(file, writable ? 'r+' : 'r'));
+  // A directory opens for reading without complaint; say what it is before reading it.
+  if (fs.fstatSync(fd).isDirectory()) {
+    fs.closeSync(fd);
+    throw hostFileError(errnoError('EISDIR', 'open'), 'open', file);
   }
   for (let waited = 0; !native.flock(fd, writable, true); waited += LOCK_RETRY_MS) {
     if (waited >= LOCK_GRACE_MS) {
+      const err = lockedError(file, fd);
       fs.closeSync(fd);
-      throw new ZbdError('EIMAGELOCK', `${file} is in use by another process (image locked)`, file);
+      throw err;
     }
     Atomics.wait(sleeper, 0, 0, LOCK_RETRY_MS);
   }
   return fd;
 }
 
-/** Open and validate an image; every header field and zone entry is checked before use. */
-export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImage {
-  const fd = openLocked(file, !opts.readOnly);
+/** Open an image and check its header and size, without reading the zone table. */
+export function openImageHeader(file: string, writable: boolean): { fd: number; header: ImageHeader } {
+  const fd = openLocked(file, writable);
   try {
-    const { header, size } = readHeader(fd, false);
+    const { header, size } = onHostFile('read', file, () => readHeader(fd, false));
     if (size !== header.fileSize) {
       throw new ZbdError('EIMAGE', `image file is ${size} bytes, expected ${header.fileSize} (run 'vhost-user-zbd check --repair')`, size);
     }
+    return { fd, header };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/**
+ * A sparse image takes space as it is written: say once, at start, when its filesystem could
+ * not take all of it (the guest would then see write errors once the filesystem fills).
+ */
+function warnIfShortOfSpace(fd: number, file: string, header: ImageHeader, log: Logger): void {
+  if (header.preallocation !== 'off') return;
+  const a = allocationOf(fd, header);
+  const unwritten = Math.max(0, a.fileBytes - a.allocatedBytes);
+  const fsf = filesystemOf(file);
+  if (!fsf || fsf.freeBytes >= unwritten) return;
+  log.warn({
+    image: file, filesystem: fsf.name, freeBytes: fsf.freeBytes, unwrittenBytes: unwritten, capacityBytes: a.capacityBytes,
+  }, `the filesystem holding the image has ${formatBytes(fsf.freeBytes)} free but the sparse image can still grow by ${formatBytes(unwritten)}: ` +
+    'writes beyond the free space will fail (I/O errors in the guest); free space, or create the image with --preallocation falloc to reserve it');
+}
+
+/** Open and validate an image; every header field and zone entry is checked before use. */
+export function openImage(file: string, opts: OpenImageOptions = {}): OpenedImage {
+  const { fd, header } = openImageHeader(file, !opts.readOnly);
+  try {
     const entry = zoneTableReader(fd, header);
     const engine = new ZoneEngine(header.geometry, entry);
     // Conventional entries are not fed to the engine; still refuse a corrupted one.
     for (let z = 0; z < header.geometry.conventionalZones; z++) entry(z);
     const io = fileIoFor(file);
-    opts.logger?.debug({ file, io: io.kind }, 'file I/O engine');
+    opts.logger?.debug({ file, io: io.kind, preallocation: header.preallocation }, 'file I/O engine');
+    if (opts.logger && !opts.readOnly) warnIfShortOfSpace(fd, file, header, opts.logger);
     const backend = new EmulatedBackend(engine, new FileStorage(fd, header, io), {
       readOnly: opts.readOnly, logger: opts.logger, serial: serialFromUuid(header.uuid),
     });

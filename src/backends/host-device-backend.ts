@@ -490,7 +490,7 @@ export class HostDeviceBackend implements Backend {
     if (this.info.readOnly) return ZoneResult.READ_ONLY;
     if (!this.info.zoned) return ZoneResult.UNSUPPORTED;
     // Fault injection exists for the emulation only: a real drive decides that itself.
-    if (op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE) return ZoneResult.UNSUPPORTED;
+    if (op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE || op === ZoneOp.CLEAR_FAULT) return ZoneResult.UNSUPPORTED;
     if (op === ZoneOp.RESET_ALL) return this.queues.runExclusive(() => this.resetAll());
     if (!(sector >= 0 && sector < this.info.capacitySectors)) return ZoneResult.INVALID;
     const z = this.zoneOf(sector);

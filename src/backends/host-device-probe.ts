@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ZbdError } from '../errors.js';
 import { blkGetNrZones, blkGetZoneSize } from '../native/index.js';
+import { decodeDeviceNumber } from './device-number.js';
 
 export type HostZonedModel = 'host-managed' | 'host-aware' | 'none';
 
@@ -71,10 +72,7 @@ export function probeHostDevice(devPath: string, fd: number): HostDeviceFacts {
   if (!st.isBlockDevice()) {
     throw deviceError(devPath, 'is not a block device (serve an emulated image with --image instead)', devPath);
   }
-  // Linux dev_t: major in bits 8..19 (and 44..63), minor in bits 0..7 and 20..43.
-  const rdev = BigInt(st.rdev);
-  const major = Number(((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn));
-  const minor = Number((rdev & 0xffn) | ((rdev >> 12n) & ~0xffn));
+  const { major, minor } = decodeDeviceNumber(st.rdev);
   const link = `/sys/dev/block/${major}:${minor}`;
   let sysfsDir: string;
   try {

@@ -8,6 +8,11 @@
 // the fault flags. Open conditions are not stored: after a restart open zones are CLOSED
 // (or EMPTY), as on a drive after power loss. Each entry lies inside one 512-byte sector,
 // so updating it is atomic against a crash.
+//
+// Header byte 112 (added after version 1 shipped, in bytes that were always zero and that
+// older builds ignore) records how the data area was preallocated at create time: 0 off
+// (sparse), 1 falloc, 2 full. It tells a zone reset whether to free the zone's space or keep
+// it reserved. Images written before it existed read as 0 (off), which is what they are.
 import { ZbdError } from '../errors.js';
 import { makeGeometry, type ZoneGeometry } from '../zoned/geometry.js';
 import { crc32 } from './crc32.js';
@@ -18,6 +23,15 @@ export const HEADER_BLOCK = 4096;
 export const HEADER_USED = 128;
 export const ZONE_ENTRY_SIZE = 32;
 export const DATA_ALIGN = 1 << 20;
+const PREALLOCATION_OFFSET = 112;
+
+/**
+ * How the data area's space is reserved, with qemu-img's meanings: off = sparse (space is
+ * taken as zones are written, and freed by a reset); falloc = fallocate'd up front; full =
+ * zeroes written up front. With falloc/full a reset keeps the space reserved.
+ */
+export type Preallocation = 'off' | 'falloc' | 'full';
+export const PREALLOCATIONS: readonly Preallocation[] = ['off', 'falloc', 'full'];
 
 export interface ImageHeader {
   geometry: ZoneGeometry;
@@ -26,6 +40,7 @@ export interface ImageHeader {
   dataOffset: number;
   uuid: Uint8Array;
   profile: string;
+  preallocation: Preallocation;
   /** Total image file size implied by the header. */
   fileSize: number;
 }
@@ -59,6 +74,7 @@ export function encodeHeader(h: ImageHeader): Uint8Array {
   dv.setBigUint64(72, BigInt(h.dataOffset), true);
   buf.set(h.uuid.subarray(0, 16), 80);
   buf.set(new TextEncoder().encode(h.profile).subarray(0, 15), 96);
+  buf[PREALLOCATION_OFFSET] = PREALLOCATIONS.indexOf(h.preallocation);
   dv.setUint32(124, crc32(buf, 0, 124), true);
   return buf;
 }
@@ -127,7 +143,10 @@ export function decodeHeader(buf: Uint8Array, fileSize: number, allowBadChecksum
   const profileBytes = buf.subarray(96, 112);
   const nul = profileBytes.indexOf(0);
   const profile = new TextDecoder().decode(profileBytes.subarray(0, nul < 0 ? 15 : nul));
-  return { header: { geometry, zoneTableOffset, dataOffset, uuid, profile, fileSize: layout.fileSize }, checksumOk };
+  const prealloc = buf[PREALLOCATION_OFFSET];
+  const preallocation = PREALLOCATIONS[prealloc];
+  if (preallocation === undefined) throw new ZbdError('EIMAGE', `header preallocation mode ${prealloc} is unknown (0 off, 1 falloc, 2 full)`, prealloc);
+  return { header: { geometry, zoneTableOffset, dataOffset, uuid, profile, preallocation, fileSize: layout.fileSize }, checksumOk };
 }
 
 export interface ZoneEntry { wp: number; dataEnd: number; flags: number }
@@ -142,18 +161,22 @@ export function encodeZoneEntry(e: ZoneEntry, out: Uint8Array): void {
   dv.setUint32(28, crc32(out, 0, 28), true);
 }
 
+/** Little-endian u32 at buf[off]. */
+function u32le(buf: Uint8Array, off: number): number {
+  return (buf[off] | (buf[off + 1] << 8) | (buf[off + 2] << 16)) + buf[off + 3] * 0x1000000;
+}
+
+/** Little-endian u64 at buf[off] as a number, or -1 when it is beyond 2^53 (no BigInt: a table has a million entries). */
+function u64le(buf: Uint8Array, off: number): number {
+  const hi = u32le(buf, off + 4);
+  return hi > 0x1fffff ? -1 : hi * 0x100000000 + u32le(buf, off);
+}
+
 /** Decode one entry; null when its checksum does not match (torn or corrupted). */
 export function decodeZoneEntry(buf: Uint8Array, off: number): ZoneEntry | null {
-  const dv = new DataView(buf.buffer, buf.byteOffset + off, ZONE_ENTRY_SIZE);
-  if (dv.getUint32(28, true) !== crc32(buf, off, off + 28)) return null;
-  const wp = dv.getBigUint64(0, true), dataEnd = dv.getBigUint64(8, true);
-  const max = BigInt(Number.MAX_SAFE_INTEGER);
+  if (u32le(buf, off + 28) !== crc32(buf, off, off + 28)) return null;
   // Out-of-range values stay representable as -1 so the engine's validation names them.
-  return {
-    wp: wp > max ? -1 : Number(wp),
-    dataEnd: dataEnd > max ? -1 : Number(dataEnd),
-    flags: dv.getUint32(16, true),
-  };
+  return { wp: u64le(buf, off), dataEnd: u64le(buf, off + 8), flags: u32le(buf, off + 16) };
 }
 
 /** The serial a guest sees (virtio GET_ID, 20 bytes max), stable for the image. */

@@ -22,6 +22,24 @@ export function iovSlice(iov: IoVec, from: number, to: number): Uint8Array[] {
   return out;
 }
 
+/**
+ * iovSlice into a caller's array (emptied first), so a request reuses one array; buffers
+ * wholly inside the range go in as they are, without a new view.
+ */
+export function iovSliceInto(out: Uint8Array[], iov: IoVec, from: number, to: number): Uint8Array[] {
+  out.length = 0;
+  let pos = 0;
+  for (const b of iov) {
+    const end = pos + b.byteLength;
+    if (end > from && pos < to) {
+      out.push(pos >= from && end <= to ? b : b.subarray(Math.max(from - pos, 0), Math.min(to, end) - pos));
+    }
+    pos = end;
+    if (pos >= to) break;
+  }
+  return out;
+}
+
 export function iovFill(iov: IoVec, value: number): void {
   for (const b of iov) b.fill(value);
 }
@@ -44,7 +62,8 @@ function iovCopy(iov: IoVec, offset: number, flat: Uint8Array, intoIov: boolean)
     if (end > offset && done < flat.byteLength) {
       const at = Math.max(offset - pos, 0);
       const n = Math.min(b.byteLength - at, flat.byteLength - done);
-      if (intoIov) b.set(flat.subarray(done, done + n), at); else flat.set(b.subarray(at, at + n), done);
+      if (intoIov) b.set(n === flat.byteLength ? flat : flat.subarray(done, done + n), at);
+      else flat.set(n === b.byteLength ? b : b.subarray(at, at + n), done);
       done += n;
     }
     pos = end;

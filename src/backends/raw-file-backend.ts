@@ -6,14 +6,38 @@ import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
 import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
+import { sysfsBlockPath } from './device-number.js';
 import { openLocked } from './file-backend.js';
 import { iovBytes } from './iovec.js';
 import { fileIoFor, type FileIo } from './file-io.js';
 import { createHash } from 'node:crypto';
+import { FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE, fallocateAsync } from '../native/index.js';
+import { ERRNO, errnoOf } from './host-errno.js';
+
+/**
+ * Bytes per fallocate call: freeing or zeroing takes the file's inode lock, which every
+ * write to the file needs too; in pieces, the guest's other writes get it in between.
+ */
+const FALLOCATE_PIECE = 8 << 20;
+/** The zero-writing fallback of WRITE_ZEROES writes this much at a time from one shared buffer. */
+const ZERO_CHUNK = 1 << 20;
+let zeroChunk: Uint8Array | null = null;
+
+/** fallocate refused the mode: this file system (or device) cannot do it; try something else. */
+function unsupported(err: unknown): boolean {
+  const n = errnoOf(err);
+  return n === ERRNO.EOPNOTSUPP || n === 38 /* ENOSYS */;
+}
 
 export class RawFileBackend implements Backend {
   readonly info: BackendInfo;
   private closed = false;
+  /** fallocate(PUNCH_HOLE) works here (cleared on its first EOPNOTSUPP). */
+  private canPunch = true;
+  /** fallocate(ZERO_RANGE) works here (tmpfs: no). */
+  private canZeroRange = true;
+  /** fallocate(0) allocates here (a block device: no). */
+  private canAllocate = true;
 
   private constructor(private readonly fd: number, private readonly io: FileIo, sizeBytes: number, serial: string, readOnly: boolean, blockSize: number, private readonly log?: Logger) {
     this.info = {
@@ -26,7 +50,7 @@ export class RawFileBackend implements Backend {
     if (blockSize !== 512 && blockSize !== 4096) throw new ZbdError('EARG', `block size ${blockSize} must be 512 or 4096`, blockSize);
     const fd = openLocked(file, !opts.readOnly);
     const st = fs.fstatSync(fd);
-    const size = st.isBlockDevice() ? Number(fs.readFileSync(`/sys/dev/block/${st.rdev >> 8}:${st.rdev & 0xff}/size`, 'utf8').trim()) * 512 : st.size;
+    const size = st.isBlockDevice() ? Number(fs.readFileSync(`${sysfsBlockPath(st.rdev)}/size`, 'utf8').trim()) * 512 : st.size;
     if (size === 0 || size % blockSize !== 0) {
       fs.closeSync(fd);
       throw new ZbdError('EIMAGE', `${file}: size ${size} is not a positive multiple of the block size ${blockSize}`, size);
@@ -66,6 +90,80 @@ export class RawFileBackend implements Backend {
     return new Promise((resolve) => fs.fdatasync(this.fd, (err) => {
       if (err) { this.log?.error({ err }, 'flush failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
     }));
+  }
+
+  /** Punches a hole (sparse file: the space is freed; block device: zeroed with unmap). */
+  async discard(sector: number, sectors: number): Promise<ZoneResult> {
+    if (this.info.readOnly) return ZoneResult.READ_ONLY;
+    if (!this.inRange(sector, sectors * SECTOR_SIZE)) return ZoneResult.OUT_OF_RANGE;
+    if (!this.canPunch || sectors === 0) return ZoneResult.OK;
+    try {
+      await this.fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, sector, sectors);
+    } catch (err) {
+      if (!unsupported(err)) { this.log?.error({ err, op: 'discard', sector, sectors }, 'discard failed'); return ZoneResult.IO_ERROR; }
+      // A discard promises nothing: without hole punching it is a no-op, as in QEMU.
+      this.canPunch = false;
+      this.log?.info({ errno: errnoOf(err) }, 'this file cannot punch holes: discards free nothing');
+    }
+    return ZoneResult.OK;
+  }
+
+  /**
+   * Makes the range read as zeroes: with unmap by punching a hole; without it (or when holes
+   * cannot be punched) with ZERO_RANGE, or a hole re-allocated at once (tmpfs), or by writing
+   * zeroes — whichever this file is the first to accept.
+   */
+  async writeZeroes(sector: number, sectors: number, unmap: boolean): Promise<ZoneResult> {
+    if (this.info.readOnly) return ZoneResult.READ_ONLY;
+    if (!this.inRange(sector, sectors * SECTOR_SIZE)) return ZoneResult.OUT_OF_RANGE;
+    if (sectors === 0) return ZoneResult.OK;
+    try {
+      if (unmap && this.canPunch && await this.tryFallocate('canPunch', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, sector, sectors)) return ZoneResult.OK;
+      if (this.canZeroRange && await this.tryFallocate('canZeroRange', FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, sector, sectors)) return ZoneResult.OK;
+      if (this.canPunch && this.canAllocate && await this.tryFallocate('canPunch', FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, sector, sectors)) {
+        // The hole reads as zeroes; allocating it again keeps the no-unmap promise (space stays reserved).
+        if (unmap || await this.tryFallocate('canAllocate', 0, sector, sectors)) return ZoneResult.OK;
+      }
+      await this.writeZeroBytes(sector, sectors);
+      return ZoneResult.OK;
+    } catch (err) {
+      this.log?.error({ err, op: 'write-zeroes', sector, sectors, unmap }, 'write zeroes failed');
+      return ZoneResult.IO_ERROR;
+    }
+  }
+
+  /** fallocate over the range in pieces; false (and the capability cleared) when the mode is unsupported. */
+  private async tryFallocate(cap: 'canPunch' | 'canZeroRange' | 'canAllocate', mode: number, sector: number, sectors: number): Promise<boolean> {
+    try {
+      await this.fallocate(mode, sector, sectors);
+      return true;
+    } catch (err) {
+      if (!unsupported(err)) throw err;
+      this[cap] = false;
+      this.log?.debug({ mode, errno: errnoOf(err) }, 'fallocate mode not supported here: using the next way');
+      return false;
+    }
+  }
+
+  private async fallocate(mode: number, sector: number, sectors: number): Promise<void> {
+    const end = (sector + sectors) * SECTOR_SIZE;
+    for (let off = sector * SECTOR_SIZE; off < end; off += FALLOCATE_PIECE) {
+      await fallocateAsync(this.fd, mode, off, Math.min(FALLOCATE_PIECE, end - off));
+    }
+  }
+
+  private async writeZeroBytes(sector: number, sectors: number): Promise<void> {
+    zeroChunk ??= new Uint8Array(ZERO_CHUNK);
+    const end = (sector + sectors) * SECTOR_SIZE;
+    for (let off = sector * SECTOR_SIZE; off < end; off += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, end - off);
+      const view = n === ZERO_CHUNK ? zeroChunk : zeroChunk.subarray(0, n);
+      await new Promise<void>((resolve, reject) => this.io.write(this.fd, [view], off, (err, done) => {
+        if (err) reject(err);
+        else if (done !== n) reject(new ZbdError('EDEVICE', `short write of zeroes: ${done} of ${n} bytes at ${off}`, { off, n, done }));
+        else resolve();
+      }));
+    }
   }
 
   reportZones(): Promise<number> { return Promise.resolve(0); }

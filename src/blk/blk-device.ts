@@ -1,16 +1,17 @@
-// The virtio-blk device model: decodes requests from descriptor chains, runs them on a
-// Backend, writes the status (and append sector / zone report) back into guest memory.
+// The virtio-blk device model: pops descriptor chains, has them parsed (request.ts), runs the
+// requests on a Backend and completes each through one path (status byte, push, notify).
 import type { Logger } from 'pino';
-import type { Backend, IoVec } from '../backends/backend.js';
-import { iovBytes, iovRead, iovSlice, iovWrite } from '../backends/iovec.js';
+import type { AppendResult, Backend } from '../backends/backend.js';
+import { iovWrite } from '../backends/iovec.js';
 import type { DescChain, VirtQueueHandle, VirtioDevice } from '../virtio/device.js';
-import { ZONE_RESULT_NAMES, ZoneOp, ZoneResult } from '../zoned/types.js';
+import { ZONE_RESULT_NAMES, ZoneResult } from '../zoned/types.js';
 import {
-  APPEND_TAIL, APPEND_TAIL_MAX, BLK_F, CONFIG_SIZE, GET_ID_BYTES, OUT_HDR_SIZE, REQ, REQ_NAMES, STATUS, VIRTIO_F,
+  BLK_F, CONFIG_SIZE, DISCARD_MAX_SECTORS, DISCARD_MAX_SEGMENTS, GET_ID_BYTES, REQ_NAMES, STATUS, VIRTIO_F,
   VIRTIO_ID_BLOCK, ZONE_DESC_SIZE, ZONE_REPORT_HDR, bit,
 } from './constants.js';
 import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
-import { blkStatus } from './status.js';
+import { BlkRequest, REQUEST_KIND_NAMES, RequestKind, parseRequest, type ParseContext, type SegmentLimits } from './request.js';
+import { Refusal, blkStatus, refusalStatus } from './status.js';
 
 export interface BlkDeviceOptions {
   backend: Backend;
@@ -22,10 +23,40 @@ export interface BlkDeviceOptions {
   logger: Logger;
 }
 
-const MGMT_OPS: Record<number, ZoneOp> = {
-  [REQ.ZONE_OPEN]: ZoneOp.OPEN, [REQ.ZONE_CLOSE]: ZoneOp.CLOSE, [REQ.ZONE_FINISH]: ZoneOp.FINISH,
-  [REQ.ZONE_RESET]: ZoneOp.RESET, [REQ.ZONE_RESET_ALL]: ZoneOp.RESET_ALL,
-};
+/**
+ * Error/latency injection asked before a request runs (control/fault-rules.ts implements it).
+ * Consulted only while `armed`: one property read per request otherwise.
+ */
+export interface RequestFaultHook {
+  readonly armed: boolean;
+  readonly delayedRequests: number;
+  /** Filled in by a decide() that returned true: status >= 0 to answer, or -1 and delayMs. */
+  readonly decision: { readonly rule: number; readonly status: number; readonly delayMs: number; readonly first: boolean };
+  decide(type: number, sector: number, nsectors: number): boolean;
+  delay(ms: number, run: () => void): void;
+  /** Run every delayed request now. */
+  releaseDelays(): void;
+}
+
+/** RequestHooks.onStart: run the request now. */
+export const HOOK_RUN = -1;
+/** RequestHooks.onStart: the hook keeps the request and calls BlkDevice.run(req) later. */
+export const HOOK_DEFER = -2;
+
+/**
+ * Observation and fault-injection points around every request the parser accepted.
+ * onStart returns HOOK_RUN, HOOK_DEFER, or a status byte (0..255) to complete the request
+ * with at once without running it. onComplete sees every request, refused ones included,
+ * after its status is in guest memory and before the guest can see it. Hooks run in the
+ * order added; a request a hook defers is not shown to the hooks after it (run() runs it).
+ * The request object is reused once completed: keep nothing from it past onComplete.
+ */
+export interface RequestHooks {
+  onStart?(req: BlkRequest): number;
+  onComplete?(req: BlkRequest, status: number): void;
+}
+
+const SEGMENTS: SegmentLimits = { maxSectors: DISCARD_MAX_SECTORS, maxSegments: DISCARD_MAX_SEGMENTS };
 
 /** Little-endian u64 from a safe integer, without a BigInt per value. */
 function setU64(dv: DataView, off: number, v: number): void {
@@ -33,7 +64,33 @@ function setU64(dv: DataView, off: number, v: number): void {
   dv.setUint32(off + 4, Math.floor(v / 0x1_0000_0000), true);
 }
 
-const ZONE_REQS = new Set<number>([REQ.ZONE_APPEND, REQ.ZONE_REPORT, REQ.ZONE_OPEN, REQ.ZONE_CLOSE, REQ.ZONE_FINISH, REQ.ZONE_RESET, REQ.ZONE_RESET_ALL]);
+/**
+ * A request slot of one queue: the parsed request plus its completion callbacks, bound once
+ * so that running a request creates no closures.
+ */
+class Slot extends BlkRequest {
+  busy = false;
+  /** APPEND: where the data landed (kept across the write-through flush). */
+  appendAt = 0;
+  /** DISCARD/WRITE_ZEROES: next segment to run. */
+  nextSegment = 0;
+  readonly onResult: (r: ZoneResult) => void;
+  readonly onWritten: (r: ZoneResult) => void;
+  readonly onAppended: (a: AppendResult) => void;
+  readonly onAppendDurable: (r: ZoneResult) => void;
+  readonly onSegment: (r: ZoneResult) => void;
+  readonly onError: (err: unknown) => void;
+
+  constructor(dev: BlkDevice) {
+    super();
+    this.onResult = (r) => dev.finish(this, r);
+    this.onWritten = (r) => dev.written(this, r);
+    this.onAppended = (a) => dev.appended(this, a);
+    this.onAppendDurable = (r) => dev.appendDone(this, r);
+    this.onSegment = (r) => dev.segmentDone(this, r);
+    this.onError = (err) => dev.failed(this, err);
+  }
+}
 
 export class BlkDevice implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_BLOCK;
@@ -46,16 +103,22 @@ export class BlkDevice implements VirtioDevice {
   private config: Uint8Array;
   private writeback = true;
   private driverFeatures = 0n;
-  private zonedNegotiated = false;
+  /** What the parser knows; rebuilt on feature negotiation and reset. */
+  private ctx: ParseContext;
   /** The missing-ZONED error is said once per front-end session (QEMU sends SET_FEATURES twice). */
   private warnedNotZoned = false;
   private readonly inflight: number[];
   private readonly drainWaiters: (() => void)[][];
+  private readonly slots: Slot[][];
   private readonly pendingNotify = new Set<VirtQueueHandle>();
   private notifyScheduled = false;
-  private readonly hdr = new Uint8Array(OUT_HDR_SIZE);
-  private readonly hdrView = new DataView(this.hdr.buffer);
   private readonly serial: Uint8Array;
+  private readonly offersDiscard: boolean;
+  private readonly offersWriteZeroes: boolean;
+  /** Error/latency injection (control API); consulted only while a rule is live. */
+  faults: RequestFaultHook | null = null;
+  private startHooks: Array<(req: BlkRequest) => number> = [];
+  private completeHooks: Array<(req: BlkRequest, status: number) => void> = [];
 
   constructor(o: BlkDeviceOptions) {
     this.backend = o.backend;
@@ -69,14 +132,36 @@ export class BlkDevice implements VirtioDevice {
       bit(BLK_F.SEG_MAX) | bit(BLK_F.BLK_SIZE) | bit(BLK_F.FLUSH) | bit(BLK_F.CONFIG_WCE) |
       bit(BLK_F.TOPOLOGY) | bit(BLK_F.MQ);
     if (info.readOnly) f |= bit(BLK_F.RO);
-    // Host-managed: no DISCARD (the spec forbids it with HM); ZONED carries the zone model.
+    // Host-managed: ZONED carries the zone model; no DISCARD (the spec forbids the driver to
+    // negotiate it, Linux ignores it) and no WRITE_ZEROES (a zone reset is how a zoned disk
+    // frees space). A regular disk gets them when its backend can do them.
     if (this.zoned) f |= bit(BLK_F.ZONED);
+    const regularWritable = !this.zoned && !info.readOnly && info.zoned === null;
+    this.offersDiscard = regularWritable && typeof o.backend.discard === 'function';
+    this.offersWriteZeroes = regularWritable && typeof o.backend.writeZeroes === 'function';
+    if (this.offersDiscard) f |= bit(BLK_F.DISCARD);
+    if (this.offersWriteZeroes) f |= bit(BLK_F.WRITE_ZEROES);
     this.deviceFeatures = f;
     this.inflight = new Array<number>(o.numQueues).fill(0);
     this.drainWaiters = Array.from({ length: o.numQueues }, () => []);
+    this.slots = Array.from({ length: o.numQueues }, () => []);
     this.serial = new Uint8Array(GET_ID_BYTES);
     this.serial.set(new TextEncoder().encode(info.serial).subarray(0, GET_ID_BYTES));
+    this.ctx = this.parseContext();
     this.config = this.makeConfig();
+  }
+
+  private parseContext(): ParseContext {
+    const info = this.backend.info;
+    const has = (b: number): boolean => (this.driverFeatures & bit(b)) !== 0n;
+    return {
+      capacitySectors: info.capacitySectors,
+      blockSectors: info.blockSize / 512,
+      readOnly: info.readOnly,
+      zoned: this.zoned && has(BLK_F.ZONED),
+      discard: this.offersDiscard && has(BLK_F.DISCARD) ? SEGMENTS : null,
+      writeZeroes: this.offersWriteZeroes && has(BLK_F.WRITE_ZEROES) ? SEGMENTS : null,
+    };
   }
 
   private makeConfig(): Uint8Array {
@@ -85,7 +170,21 @@ export class BlkDevice implements VirtioDevice {
       // The ring caps indirect tables at 1024 descriptors; a larger seg_max would invite malformed chains.
       segMax: Math.min(this.maxQueueSize, 1024) - 2,
       writeback: this.writeback, zoned: this.zoned,
+      discard: this.offersDiscard ? SEGMENTS : null,
+      writeZeroes: this.offersWriteZeroes ? { ...SEGMENTS, mayUnmap: true } : null,
     });
+  }
+
+  /** Installs request hooks; returns the function that removes them. */
+  addHooks(h: RequestHooks): () => void {
+    const start = h.onStart?.bind(h);
+    const complete = h.onComplete?.bind(h);
+    if (start) this.startHooks = [...this.startHooks, start];
+    if (complete) this.completeHooks = [...this.completeHooks, complete];
+    return () => {
+      this.startHooks = this.startHooks.filter((f) => f !== start);
+      this.completeHooks = this.completeHooks.filter((f) => f !== complete);
+    };
   }
 
   readConfig(offset: number, length: number): Uint8Array {
@@ -109,11 +208,11 @@ export class BlkDevice implements VirtioDevice {
 
   setDriverFeatures(features: bigint): void {
     this.driverFeatures = features;
-    this.zonedNegotiated = this.zoned && (features & bit(BLK_F.ZONED)) !== 0n;
+    this.ctx = this.parseContext();
     // Without FLUSH or CONFIG_WCE the driver cannot ask for durability: be write-through.
     if ((features & (bit(BLK_F.FLUSH) | bit(BLK_F.CONFIG_WCE))) === 0n) this.writeback = false;
-    this.log.info({ features: '0x' + features.toString(16), zoned: this.zonedNegotiated }, 'driver features negotiated');
-    if (this.zoned && !this.zonedNegotiated && !this.warnedNotZoned) {
+    this.log.info({ features: '0x' + features.toString(16), zoned: this.ctx.zoned }, 'driver features negotiated');
+    if (this.zoned && !this.ctx.zoned && !this.warnedNotZoned) {
       this.warnedNotZoned = true;
       this.log.error(
         'the front-end did not negotiate VIRTIO_BLK_F_ZONED: the guest sees a regular disk and zone commands fail with UNSUPP ' +
@@ -125,7 +224,7 @@ export class BlkDevice implements VirtioDevice {
 
   reset(): void {
     this.driverFeatures = 0n;
-    this.zonedNegotiated = false;
+    this.ctx = this.parseContext();
     this.warnedNotZoned = false;
     this.writeback = true;
     this.config = this.makeConfig();
@@ -133,28 +232,206 @@ export class BlkDevice implements VirtioDevice {
 
   drainQueue(q: number): Promise<void> {
     if (!(this.inflight[q] > 0)) return Promise.resolve();
+    // The ring is stopping (front-end leaving): nobody waits for an injected delay any more.
+    if (this.faults !== null && this.faults.delayedRequests > 0) this.faults.releaseDelays();
     return new Promise((resolve) => this.drainWaiters[q].push(resolve));
   }
 
   queueKicked(queue: VirtQueueHandle): void {
     for (let chain = queue.pop(); chain; chain = queue.pop()) {
       this.inflight[queue.index]++;
-      this.handle(queue, chain);
+      const req = this.slotFor(queue, chain);
+      parseRequest(chain, this.ctx, req);
+      this.start(req);
     }
     if (this.pendingNotify.size) this.flushNotify();
   }
 
-  private complete(queue: VirtQueueHandle, chain: DescChain, status: number, written: number): void {
+  /** The slot of chain's head; a fresh one if that slot is still busy (a ring restarted under it). */
+  private slotFor(queue: VirtQueueHandle, chain: DescChain): Slot {
+    const slots = this.slots[queue.index];
+    let s = slots[chain.head];
+    if (s === undefined || s.busy) slots[chain.head] = s = new Slot(this);
+    s.busy = true;
+    s.queue = queue;
+    s.chain = chain;
+    return s;
+  }
+
+  // ---- start: hooks, then run -------------------------------------------------------------
+
+  private start(req: Slot): void {
+    if (req.kind === RequestKind.REFUSED) { this.refused(req); return; }
+    const f = this.faults;
+    if (f !== null && f.armed && this.injectFault(f, req)) return;
+    this.runWithHooks(req);
+  }
+
+  private runWithHooks(req: Slot): void {
+    const hooks = this.startHooks;
+    for (let i = 0; i < hooks.length; i++) {
+      const v = hooks[i](req);
+      if (v === HOOK_DEFER) return;
+      if (v !== HOOK_RUN) { this.complete(req, v & 0xff, 1); return; }
+    }
+    this.run(req);
+  }
+
+  /** The control API's fault rules: true when a rule took the request (answered, or delayed then run). */
+  private injectFault(f: RequestFaultHook, req: Slot): boolean {
+    const n = req.kind === RequestKind.READ || req.kind === RequestKind.WRITE || req.kind === RequestKind.APPEND ? req.dataBytes >>> 9 : 0;
+    if (!f.decide(req.type, req.sector, n)) return false;
+    const d = f.decision;
+    const ctx = { queue: req.queue?.index, head: req.chain?.head, type: REQ_NAMES[req.type] ?? req.type, sector: req.sector, sectors: n, rule: d.rule };
+    if (d.status >= 0) {
+      // Nothing is executed: the zone's write pointer stays where it was, as after a failed write.
+      if (d.first) this.log.info({ ...ctx, status: d.status }, 'injected error (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, status: d.status }, 'injected error');
+      this.complete(req, d.status, 1);
+    } else {
+      if (d.first) this.log.info({ ...ctx, delayMs: d.delayMs }, 'injected delay (first of this rule; more at debug)');
+      else this.log.debug({ ...ctx, delayMs: d.delayMs }, 'injected delay');
+      f.delay(d.delayMs, () => this.runWithHooks(req));
+    }
+    return true;
+  }
+
+  /** Runs a parsed request (the device's own start, or a hook that deferred it). */
+  run(request: BlkRequest): void {
+    const req = request as Slot;
+    const b = this.backend;
+    switch (req.kind) {
+      case RequestKind.READ: b.read(req.sector, req.data).then(req.onResult, req.onError); return;
+      case RequestKind.WRITE: b.write(req.sector, req.data).then(req.onWritten, req.onError); return;
+      case RequestKind.FLUSH: b.flush().then(req.onResult, req.onError); return;
+      case RequestKind.GET_ID: {
+        const n = iovWrite(req.data, 0, this.serial.subarray(0, Math.min(GET_ID_BYTES, req.dataBytes)));
+        this.complete(req, STATUS.OK, n + 1);
+        return;
+      }
+      case RequestKind.APPEND: b.append(req.sector, req.data).then(req.onAppended, req.onError); return;
+      case RequestKind.REPORT: this.report(req); return;
+      case RequestKind.MGMT: b.zoneMgmt(req.zoneOp, req.sector).then(req.onResult, req.onError); return;
+      case RequestKind.DISCARD:
+      case RequestKind.WRITE_ZEROES:
+        req.nextSegment = 0;
+        this.segmentDone(req, ZoneResult.OK);
+        return;
+      default: this.refused(req);
+    }
+  }
+
+  // ---- completion: every request ends in complete() ---------------------------------------
+
+  private refused(req: Slot): void {
+    const status = refusalStatus(req.refusal);
+    const ctx = {
+      queue: req.queue?.index, head: req.chain?.head, type: REQ_NAMES[req.type] ?? req.type, sector: req.sector,
+      readable: req.chain?.readableBytes, writable: req.chain?.writableBytes, segment: req.badSegment >= 0 ? req.badSegment : undefined, status,
+    };
+    // A malformed request is a guest bug worth seeing; an unsupported one is a question asked.
+    if (req.refusal === Refusal.UNSUPPORTED || req.refusal === Refusal.READ_ONLY) this.log.debug(ctx, `request refused: ${req.reason}`);
+    else this.log.warn(ctx, `bad request: ${req.reason}`);
+    const chain = req.chain as DescChain;
+    this.complete(req, status, chain.writableBytes > 0 ? 1 : 0);
+  }
+
+  /** A backend result for req: OK completes with the request's data length. */
+  finish(req: Slot, r: ZoneResult): void {
+    if (r !== ZoneResult.OK) { this.unsuccessful(req, r); return; }
+    const written = req.kind === RequestKind.READ ? req.dataBytes + 1 : req.kind === RequestKind.APPEND ? req.tailBytes : 1;
+    this.complete(req, STATUS.OK, written);
+  }
+
+  private unsuccessful(req: Slot, r: ZoneResult): void {
+    const status = blkStatus(r, this.ctx.zoned);
+    // Host errors behind an IO_ERROR are logged (rate-limited) by the backend that met them.
+    this.log.debug({
+      queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector,
+      result: ZONE_RESULT_NAMES[r] ?? r, status,
+    }, r === ZoneResult.IO_ERROR ? 'request failed' : 'request refused');
+    this.complete(req, status, 1);
+  }
+
+  /** A write landed: in write-through mode (cache disabled by the guest) completed means durable. */
+  written(req: Slot, r: ZoneResult): void {
+    if (r === ZoneResult.OK && !this.writeback) this.backend.flush().then(req.onResult, req.onError);
+    else this.finish(req, r);
+  }
+
+  appended(req: Slot, a: AppendResult): void {
+    req.appendAt = a.sector;
+    if (a.result === ZoneResult.OK && !this.writeback) this.backend.flush().then(req.onAppendDurable, req.onError);
+    else this.appendDone(req, a.result);
+  }
+
+  /** Completes a zone append: on success the sector it landed at goes first in the tail (le64). */
+  appendDone(req: Slot, r: ZoneResult): void {
+    if (r === ZoneResult.OK) {
+      const chain = req.chain as DescChain;
+      const w = chain.writable[0];
+      const at = req.appendAt;
+      if (w.byteLength >= 8) {
+        const lo = at % 0x1_0000_0000, hi = Math.floor(at / 0x1_0000_0000);
+        w[0] = lo & 0xff; w[1] = (lo >>> 8) & 0xff; w[2] = (lo >>> 16) & 0xff; w[3] = lo >>> 24;
+        w[4] = hi & 0xff; w[5] = (hi >>> 8) & 0xff; w[6] = (hi >>> 16) & 0xff; w[7] = hi >>> 24;
+      } else {
+        // The tail is split over descriptors: assemble it, then scatter.
+        const le = new Uint8Array(8);
+        setU64(new DataView(le.buffer), 0, at);
+        iovWrite(chain.writable, 0, le);
+      }
+    }
+    this.finish(req, r);
+  }
+
+  /** DISCARD/WRITE_ZEROES: segments run one after the other; the first failure ends the request. */
+  segmentDone(req: Slot, r: ZoneResult): void {
+    if (r !== ZoneResult.OK) { this.finish(req, r); return; }
+    const b = this.backend;
+    while (req.nextSegment < req.segments) {
+      const i = req.nextSegment++;
+      const sectors = req.segSectors[i];
+      if (sectors === 0) continue;
+      const p = req.kind === RequestKind.DISCARD
+        ? (b.discard as NonNullable<Backend['discard']>).call(b, req.segSector[i], sectors)
+        : (b.writeZeroes as NonNullable<Backend['writeZeroes']>).call(b, req.segSector[i], sectors, req.segUnmap[i] !== 0);
+      p.then(req.onSegment, req.onError);
+      return;
+    }
+    // Zeroes are written data: in write-through mode they are durable before completion.
+    if (req.kind === RequestKind.WRITE_ZEROES && !this.writeback) this.backend.flush().then(req.onResult, req.onError);
+    else this.finish(req, ZoneResult.OK);
+  }
+
+  /** The backend threw or rejected instead of resolving a result: a bug or an unexpected host error. */
+  failed(req: Slot, err: unknown): void {
+    this.log.error({
+      err, queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector,
+    }, 'request failed unexpectedly');
+    this.complete(req, STATUS.IOERR, 1);
+  }
+
+  /**
+   * The one completion path: status byte into the last writable byte, hooks, push; the guest
+   * is notified once per batch of completions that resolve together.
+   */
+  private complete(req: Slot, status: number, written: number): void {
+    const queue = req.queue as VirtQueueHandle;
+    const chain = req.chain as DescChain;
     const w = chain.writable;
     if (w.length > 0) {
       const last = w[w.length - 1];
       if (last.byteLength > 0) last[last.byteLength - 1] = status;
     }
+    const hooks = this.completeHooks;
+    for (let i = 0; i < hooks.length; i++) hooks[i](req, status);
+    req.busy = false;
+    req.chain = null;
     queue.push(chain, written);
     this.pendingNotify.add(queue);
     if (!this.notifyScheduled) {
       this.notifyScheduled = true;
-      // One notification per batch of completions that resolve together.
       queueMicrotask(() => this.flushNotify());
     }
     const q = queue.index;
@@ -169,164 +446,21 @@ export class BlkDevice implements VirtioDevice {
     this.pendingNotify.clear();
   }
 
-  private reject(queue: VirtQueueHandle, chain: DescChain, status: number, why: string, ctx: Record<string, unknown>): void {
-    this.log.warn({ queue: queue.index, head: chain.head, ...ctx }, `bad request: ${why}`);
-    this.complete(queue, chain, status, chain.writableBytes > 0 ? 1 : 0);
-  }
-
-  private handle(queue: VirtQueueHandle, chain: DescChain): void {
-    if (chain.error) { this.reject(queue, chain, STATUS.IOERR, chain.error, {}); return; }
-    if (chain.writableBytes < 1) {
-      // Nowhere to put a status: return the chain so the guest is not left waiting.
-      this.reject(queue, chain, STATUS.IOERR, 'no device-writable status byte', { readable: chain.readableBytes });
-      return;
-    }
-    if (iovRead(chain.readable, 0, this.hdr) < OUT_HDR_SIZE) {
-      this.reject(queue, chain, STATUS.IOERR, 'request header shorter than 16 bytes', { readable: chain.readableBytes });
-      return;
-    }
-    const type = this.hdrView.getUint32(0, true);
-    const hi = this.hdrView.getUint32(12, true);
-    // Sectors beyond 2^53 cannot be on any disk we serve; keep them out of number arithmetic.
-    const sector = hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x100000000 + this.hdrView.getUint32(8, true);
-    if (ZONE_REQS.has(type) && !this.zonedNegotiated) {
-      this.log.debug({ queue: queue.index, type: REQ_NAMES[type] }, 'zone command without negotiated ZONED');
-      this.complete(queue, chain, STATUS.UNSUPP, 1);
-      return;
-    }
-    switch (type) {
-      case REQ.IN: this.doRead(queue, chain, sector); return;
-      case REQ.OUT: this.doWrite(queue, chain, sector); return;
-      case REQ.FLUSH:
-        this.backend.flush().then((r) => this.done(queue, chain, r, 1, type, sector), (e) => this.fail(queue, chain, e, type, sector));
-        return;
-      case REQ.GET_ID: {
-        const data = iovSlice(chain.writable, 0, chain.writableBytes - 1);
-        const n = iovWrite(data, 0, this.serial.subarray(0, Math.min(GET_ID_BYTES, iovBytes(data))));
-        this.complete(queue, chain, STATUS.OK, n + 1);
-        return;
-      }
-      case REQ.ZONE_APPEND: this.doAppend(queue, chain, sector); return;
-      case REQ.ZONE_REPORT: this.doReport(queue, chain, sector); return;
-      default: {
-        const op = MGMT_OPS[type];
-        if (op !== undefined) {
-          if (chain.readableBytes !== OUT_HDR_SIZE) {
-            this.reject(queue, chain, STATUS.IOERR, 'zone management request carries data', { type: REQ_NAMES[type], readable: chain.readableBytes });
-            return;
-          }
-          this.backend.zoneMgmt(op, sector).then((r) => this.done(queue, chain, r, 1, type, sector), (e) => this.fail(queue, chain, e, type, sector));
-          return;
-        }
-        this.log.debug({ queue: queue.index, type }, 'unsupported request type');
-        this.complete(queue, chain, STATUS.UNSUPP, 1);
-      }
-    }
-  }
-
-  private done(queue: VirtQueueHandle, chain: DescChain, r: ZoneResult, written: number, type: number, sector: number): void {
-    const status = blkStatus(r, this.zonedNegotiated);
-    if (r !== ZoneResult.OK) {
-      const ctx = { queue: queue.index, head: chain.head, type: REQ_NAMES[type] ?? type, sector, result: ZONE_RESULT_NAMES[r] ?? r, status };
-      if (r === ZoneResult.IO_ERROR) this.log.error(ctx, 'request failed'); else this.log.debug(ctx, 'request refused');
-    }
-    this.complete(queue, chain, status, r === ZoneResult.OK ? written : 1);
-  }
-
-  private fail(queue: VirtQueueHandle, chain: DescChain, err: unknown, type: number, sector: number): void {
-    this.log.error({ err, queue: queue.index, head: chain.head, type: REQ_NAMES[type] ?? type, sector }, 'request failed unexpectedly');
-    this.complete(queue, chain, STATUS.IOERR, 1);
-  }
-
-  private doRead(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
-    const len = chain.writableBytes - 1;
-    if (chain.readableBytes !== OUT_HDR_SIZE || len % 512 !== 0) {
-      this.reject(queue, chain, STATUS.IOERR, 'malformed read', { sector, readable: chain.readableBytes, data: len });
-      return;
-    }
-    const data = iovSlice(chain.writable, 0, len);
-    this.backend.read(sector, data).then((r) => this.done(queue, chain, r, len + 1, REQ.IN, sector), (e) => this.fail(queue, chain, e, REQ.IN, sector));
-  }
-
-  private writeData(chain: DescChain): IoVec {
-    return iovSlice(chain.readable, OUT_HDR_SIZE, chain.readableBytes);
-  }
-
-  private doWrite(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
-    const len = chain.readableBytes - OUT_HDR_SIZE;
-    if (len % 512 !== 0 || chain.writableBytes !== 1) {
-      this.reject(queue, chain, STATUS.IOERR, 'malformed write', { sector, data: len, writable: chain.writableBytes });
-      return;
-    }
-    if (this.backend.info.readOnly) { this.complete(queue, chain, STATUS.IOERR, 1); return; }
-    this.backend.write(sector, this.writeData(chain)).then((r) => {
-      // Write-through mode (cache disabled by the guest): completed means durable.
-      if (r === ZoneResult.OK && !this.writeback) {
-        this.backend.flush().then((f) => this.done(queue, chain, f, 1, REQ.OUT, sector), (e) => this.fail(queue, chain, e, REQ.OUT, sector));
-      } else {
-        this.done(queue, chain, r, 1, REQ.OUT, sector);
-      }
-    }, (e) => this.fail(queue, chain, e, REQ.OUT, sector));
-  }
-
-  private doAppend(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
-    const len = chain.readableBytes - OUT_HDR_SIZE;
-    // The spec's tail is 9 bytes (le64 sector, status). Linux 6.3+ sends its unpacked
-    // struct: 16 bytes with the status in the last one. Sector first, status last, either way.
-    const tail = chain.writableBytes;
-    if (len % 512 !== 0 || tail < APPEND_TAIL || tail > APPEND_TAIL_MAX) {
-      this.reject(queue, chain, STATUS.IOERR, 'malformed zone append', { sector, data: len, writable: chain.writableBytes });
-      return;
-    }
-    this.backend.append(sector, this.writeData(chain)).then((a) => {
-      if (a.result === ZoneResult.OK && !this.writeback) {
-        this.backend.flush().then((r) => this.appended(queue, chain, r, a.sector, tail, sector),
-          (e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
-      } else {
-        this.appended(queue, chain, a.result, a.sector, tail, sector);
-      }
-    }, (e) => this.fail(queue, chain, e, REQ.ZONE_APPEND, sector));
-  }
-
-  /** Completes a zone append: on success the sector it landed at goes first in the tail (le64). */
-  private appended(queue: VirtQueueHandle, chain: DescChain, r: ZoneResult, at: number, tail: number, sector: number): void {
-    if (r === ZoneResult.OK) {
-      const w = chain.writable[0];
-      if (w.byteLength >= 8) {
-        const lo = at % 0x1_0000_0000, hi = Math.floor(at / 0x1_0000_0000);
-        w[0] = lo & 0xff; w[1] = (lo >>> 8) & 0xff; w[2] = (lo >>> 16) & 0xff; w[3] = lo >>> 24;
-        w[4] = hi & 0xff; w[5] = (hi >>> 8) & 0xff; w[6] = (hi >>> 16) & 0xff; w[7] = hi >>> 24;
-      } else {
-        // The tail is split over descriptors: assemble it, then scatter.
-        const le = new Uint8Array(8);
-        setU64(new DataView(le.buffer), 0, at);
-        iovWrite(chain.writable, 0, le);
-      }
-    }
-    this.done(queue, chain, r, tail, REQ.ZONE_APPEND, sector);
-  }
-
-  private doReport(queue: VirtQueueHandle, chain: DescChain, sector: number): void {
-    const len = chain.writableBytes - 1;
-    if (chain.readableBytes !== OUT_HDR_SIZE || len < ZONE_REPORT_HDR) {
-      this.reject(queue, chain, STATUS.ZONE_INVALID_CMD, 'zone report buffer smaller than its 64-byte header', { sector, data: len });
-      return;
-    }
+  private report(req: Slot): void {
     const info = this.backend.info;
-    if (sector >= info.capacitySectors) {
-      this.done(queue, chain, ZoneResult.INVALID, 1, REQ.ZONE_REPORT, sector);
-      return;
-    }
+    const sector = req.sector;
+    if (sector >= info.capacitySectors) { this.finish(req, ZoneResult.INVALID); return; }
     const zones = info.zoned as NonNullable<typeof info.zoned>;
+    const len = req.dataBytes;
     const remaining = zones.nrZones - Math.floor(sector / zones.zoneSectors);
     const max = Math.min(Math.floor((len - ZONE_REPORT_HDR) / ZONE_DESC_SIZE), remaining);
     const bytes = ZONE_REPORT_HDR + max * ZONE_DESC_SIZE;
     // The report goes straight into guest memory when the buffer is one view (the usual
     // case): a report of 100 000 zones is 6.4 MB, not worth a copy. A scattered buffer is
     // assembled first and copied.
-    const area = iovSlice(chain.writable, 0, bytes);
-    const direct = area.length === 1;
-    const buf = direct ? area[0] : new Uint8Array(bytes);
+    const first = req.data[0];
+    const direct = first.byteLength >= bytes;
+    const buf = direct ? first.subarray(0, bytes) : new Uint8Array(bytes);
     const dv = new DataView(buf.buffer, buf.byteOffset, bytes);
     let off = ZONE_REPORT_HDR;
     this.backend.reportZones(sector, max, (start, zlen, cap, wp, type, cond) => {
@@ -344,10 +478,17 @@ export class BlkDevice implements VirtioDevice {
       setU64(dv, 0, n);
       if (direct) buf.fill(0, 8, ZONE_REPORT_HDR);
       const used = ZONE_REPORT_HDR + n * ZONE_DESC_SIZE;
-      if (!direct) iovWrite(chain.writable, 0, buf.subarray(0, used));
-      this.done(queue, chain, ZoneResult.OK, used + 1, REQ.ZONE_REPORT, sector);
-    }, (e) => this.fail(queue, chain, e, REQ.ZONE_REPORT, sector));
+      if (!direct) iovWrite(req.data, 0, buf.subarray(0, used));
+      this.complete(req, STATUS.OK, used + 1);
+    }, req.onError);
   }
 
   get negotiatedFeatures(): bigint { return this.driverFeatures; }
+  /** The guest's write cache setting (virtio config writeback): false = write-through. */
+  get writebackEnabled(): boolean { return this.writeback; }
+  get requestsInFlight(): number {
+    let n = 0;
+    for (const v of this.inflight) n += v;
+    return n;
+  }
 }

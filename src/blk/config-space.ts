@@ -1,6 +1,7 @@
 // struct virtio_blk_config (96 bytes, little-endian), built from the backend's description.
 import type { BackendInfo } from '../backends/backend.js';
 import { CONFIG_SIZE, ZONED_MODEL } from './constants.js';
+import type { SegmentLimits } from './request.js';
 
 export interface ConfigParams {
   info: BackendInfo;
@@ -11,6 +12,10 @@ export interface ConfigParams {
   writeback: boolean;
   /** Fill the zoned block (false when serving a regular disk). */
   zoned: boolean;
+  /** DISCARD offered: its limits (alignment = the logical block). */
+  discard: SegmentLimits | null;
+  /** WRITE_ZEROES offered: its limits; mayUnmap when a zeroed range can lose its space. */
+  writeZeroes: (SegmentLimits & { mayUnmap: boolean }) | null;
 }
 
 export const CONFIG_WRITEBACK_OFFSET = 32;
@@ -29,6 +34,16 @@ export function buildConfig(p: ConfigParams): Uint8Array {
   dv.setUint32(28, 0, true);                        // opt_io_size
   dv.setUint8(CONFIG_WRITEBACK_OFFSET, p.writeback ? 1 : 0);
   dv.setUint16(34, p.numQueues, true);
+  if (p.discard) {
+    dv.setUint32(36, p.discard.maxSectors, true);
+    dv.setUint32(40, p.discard.maxSegments, true);
+    dv.setUint32(44, i.blockSize / 512, true);      // discard_sector_alignment (Linux: discard granularity)
+  }
+  if (p.writeZeroes) {
+    dv.setUint32(48, p.writeZeroes.maxSectors, true);
+    dv.setUint32(52, p.writeZeroes.maxSegments, true);
+    dv.setUint8(56, p.writeZeroes.mayUnmap ? 1 : 0);
+  }
   const z = i.zoned;
   if (p.zoned && z) {
     dv.setUint32(72, z.zoneSectors, true);

@@ -31,3 +31,17 @@ export const APPEND_TAIL = 9;
 /** Linux's in-header is sizeof(struct { __virtio64 sector; u8 status; }) = 16. */
 export const APPEND_TAIL_MAX = 16;
 export const CONFIG_SIZE = 96;
+
+/** DISCARD / WRITE_ZEROES segment: le64 sector, le32 num_sectors, le32 flags. */
+export const SEGMENT_SIZE = 16;
+/** Segment flag bit 0; the other 31 bits are reserved (a device answers UNSUPP when one is set). */
+export const SEGMENT_F_UNMAP = 1;
+/**
+ * Limits offered for DISCARD and WRITE_ZEROES on a regular disk. QEMU's vhost-user-blk export
+ * offers 1 segment of 16 MiB; Linux merges adjacent discards into one request with several
+ * segments when the device takes them, so fstrim of a large filesystem needs far fewer
+ * requests with 32 segments of up to 1 GiB each (fallocate does not care about the size; the
+ * zero-writing fallback of WRITE_ZEROES goes 1 MiB at a time).
+ */
+export const DISCARD_MAX_SECTORS = 1 << 21;
+export const DISCARD_MAX_SEGMENTS = 32;

@@ -2,15 +2,28 @@
 import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
-import { ZONE_COND_LONG_NAMES, ZoneOp, ZoneResult } from '../zoned/types.js';
+import { ZoneEngine, persistedCond, reportedWp } from '../zoned/zone-engine.js';
+import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
 import {
-  createImage, inspectImageFd, openImage, openLocked, repairImageFd, type ImageProfile,
+  createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
 } from '../backends/file-backend.js';
+import { decodeZoneEntry, serialFromUuid, ZONE_ENTRY_SIZE, type Preallocation } from '../backends/image-format.js';
+import { formatBytes } from '../backends/host-file-error.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
-import { formatZoneLine, zoneJson, type ZoneJson } from './report-format.js';
+import { jsonReportHead, jsonReportTail, writeZoneJson, writeZoneLine, ZONE_LINE_MAX } from './report-format.js';
+import { OutputBatch } from './output-batch.js';
 
 /** Where command output goes; tests capture it. */
-export interface Out { out(line: string): void; err(line: string): void }
+export interface Out {
+  out(line: string): void;
+  err(line: string): void;
+  /**
+   * Bulk output (a report of a million zones): returns a promise when the destination is
+   * full (a pipe whose reader is slower), to be awaited before writing more. `written` is
+   * called once the destination no longer needs `data` (the caller may reuse it).
+   */
+  write(data: string | Uint8Array, written?: () => void): Promise<void> | undefined;
+}
 
 /** Which CLI flag a geometry field comes from, so errors name what the user typed. */
 const FIELD_FLAGS: Record<string, string> = {
@@ -28,6 +41,7 @@ export function flagForError(err: ZbdError): string | undefined {
 export interface CreateArgs {
   image: string; size: string; zoneSize: string; zoneCapacity?: string; conventional?: number;
   maxOpen?: number; maxActive?: number; maxAppend?: string; blockSize?: number; profile?: ImageProfile; force?: boolean;
+  preallocation?: Preallocation;
 }
 
 export function cmdCreate(a: CreateArgs, o: Out): number {
@@ -47,46 +61,69 @@ export function cmdCreate(a: CreateArgs, o: Out): number {
     blockSize: a.blockSize,
     profile: a.profile,
     force: a.force,
+    preallocation: a.preallocation,
   });
   const g = header.geometry;
   o.out(`created ${a.image}: ${g.capacitySectors * 512} bytes, ${g.nrZones} zones of ${g.zoneSectors * 512} bytes ` +
     `(capacity ${g.zoneCapacitySectors * 512}), ${g.conventionalZones} conventional, block size ${g.blockSize}, ` +
-    `max open ${g.maxOpenZones || 'unlimited'}, max active ${g.maxActiveZones || 'unlimited'}, max append ${g.maxAppendSectors * 512} bytes, profile ${header.profile}`);
+    `max open ${g.maxOpenZones || 'unlimited'}, max active ${g.maxActiveZones || 'unlimited'}, max append ${g.maxAppendSectors * 512} bytes, profile ${header.profile}, preallocation ${header.preallocation}`);
   return 0;
 }
 
 export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number }
 
+/**
+ * The zones of an image, streamed: the zone table is read a chunk at a time and each chunk
+ * printed before the next is read, waiting for a slow reader (a pipe), so memory stays
+ * bounded whatever the zone count, and a --zone/--count window reads only its own entries.
+ */
 export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
   if (!!a.image === !!a.device) throw new ZbdError('EARG', 'report needs exactly one of IMAGE or --device /dev/X', { image: a.image, device: a.device });
   if (a.device) return cmdReportDevice(a, a.device, o);
   const image = a.image as string;
-  const { backend, header } = openImage(image, { readOnly: true });
+  const { fd, header } = openImageHeader(image, false);
   try {
     const g = header.geometry;
     const first = a.zone ?? 0;
     if (!Number.isInteger(first) || first < 0 || first >= g.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of this image (0..${g.nrZones - 1})`, first);
-    const count = a.count ?? g.nrZones;
-    const zones: ZoneJson[] = [];
-    let z = first;
-    await backend.reportZones(first * g.zoneSectors, count, (start, len, cap, wp, type, cond) => {
-      if (a.json) zones.push(zoneJson(z, start, len, cap, wp, type, cond));
-      else o.out(formatZoneLine(start, len, cap, wp, type, cond));
-      z++;
-      return true;
-    });
+    const count = Math.min(a.count ?? g.nrZones, g.nrZones - first);
+    // Geometry and entry validation only: it holds no zone state of this image.
+    const probe = new ZoneEngine(g);
+    const batch = new OutputBatch(o);
     if (a.json) {
-      o.out(JSON.stringify({
-        image, serial: backend.info.serial, profile: header.profile,
+      batch.add(jsonReportHead({
+        image, serial: serialFromUuid(header.uuid), profile: header.profile, preallocation: header.preallocation,
         capacitySectors: g.capacitySectors, blockSize: g.blockSize, zoneSectors: g.zoneSectors,
         zoneCapacitySectors: g.zoneCapacitySectors, nrZones: g.nrZones, conventionalZones: g.conventionalZones,
         maxOpenZones: g.maxOpenZones, maxActiveZones: g.maxActiveZones, maxAppendSectors: g.maxAppendSectors,
-        zones,
-      }, null, 2));
+      }));
     }
+    for (const c of zoneTableChunks(fd, header, first, count)) {
+      for (let i = 0; i < c.count; i++) {
+        const z = c.first + i;
+        const e = decodeZoneEntry(c.buf, i * ZONE_ENTRY_SIZE);
+        if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
+        const start = probe.zoneStart(z), len = probe.zoneLen(z), cap = probe.zoneCap(z), type = probe.zoneType(z);
+        let cond: ZoneCond;
+        if (type === ZoneType.CONVENTIONAL) {
+          cond = ZoneCond.NOT_WP;
+        } else {
+          const problem = probe.validatePersisted(z, e);
+          if (problem) throw new ZbdError('EIMAGE', `zone ${z}: ${problem} (run 'vhost-user-zbd check --repair')`, { zone: z, ...e });
+          cond = persistedCond(e, start, start + cap);
+        }
+        const wp = reportedWp(cond, start, len, e.wp);
+        batch.ensure(ZONE_LINE_MAX);
+        if (a.json) batch.pos = writeZoneJson(batch.buf, putJsonSeparator(batch, z === first), z, start, len, cap, wp, type, cond);
+        else batch.pos = writeZoneLine(batch.buf, batch.pos, start, len, cap, wp, type, cond);
+      }
+      await batch.flush();
+    }
+    if (a.json) batch.add(jsonReportTail());
+    await batch.flush();
     return 0;
   } finally {
-    await backend.close();
+    fs.closeSync(fd);
   }
 }
 
@@ -102,48 +139,78 @@ async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<n
     if (!zi) throw new ZbdError('EDEVICE', `${device} is not zoned: no zones to report`, device);
     const first = a.zone ?? 0;
     if (!Number.isInteger(first) || first < 0 || first >= zi.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of ${device} (0..${zi.nrZones - 1})`, first);
-    const count = a.count ?? zi.nrZones;
-    const zones: ZoneJson[] = [];
-    let z = first;
-    await backend.reportZones(first * zi.zoneSectors, count, (start, len, cap, wp, type, cond) => {
-      if (a.json) zones.push(zoneJson(z, start, len, cap, wp, type, cond));
-      else o.out(formatZoneLine(start, len, cap, wp, type, cond));
-      z++;
-      return true;
-    });
+    const count = Math.min(a.count ?? zi.nrZones, zi.nrZones - first);
+    const batch = new OutputBatch(o);
     if (a.json) {
       const f = backend.facts;
-      o.out(JSON.stringify({
+      batch.add(jsonReportHead({
         device, name: f.name, serial: backend.info.serial, model: f.model,
         capacitySectors: backend.info.capacitySectors, blockSize: backend.info.blockSize, physicalBlockSize: backend.info.physicalBlockSize,
         zoneSectors: zi.zoneSectors, zoneCapacitySectors: zi.zoneCapacitySectors, nrZones: zi.nrZones, conventionalZones: zi.conventionalZones,
         maxOpenZones: zi.maxOpenZones, maxActiveZones: zi.maxActiveZones, maxAppendSectors: zi.maxAppendSectors,
-        zones,
-      }, null, 2));
+      }));
     }
+    // A window of zones per report call, printed before the next is asked for.
+    for (let z = first; z < first + count;) {
+      const n = await backend.reportZones(z * zi.zoneSectors, Math.min(DEVICE_REPORT_WINDOW, first + count - z), (start, len, cap, wp, type, cond) => {
+        batch.ensure(ZONE_LINE_MAX);
+        if (a.json) batch.pos = writeZoneJson(batch.buf, putJsonSeparator(batch, z === first), z, start, len, cap, wp, type, cond);
+        else batch.pos = writeZoneLine(batch.buf, batch.pos, start, len, cap, wp, type, cond);
+        z++;
+        return true;
+      });
+      if (n === 0) break;
+      await batch.flush();
+    }
+    if (a.json) batch.add(jsonReportTail());
+    await batch.flush();
     return 0;
   } finally {
     await backend.close();
   }
 }
 
-export function cmdCheck(a: { image: string; repair?: boolean }, o: Out): number {
+/** Before a zone of the JSON report: ",\n" after the previous one, and the indent. Returns the position after. */
+function putJsonSeparator(batch: OutputBatch, firstZone: boolean): number {
+  const b = batch.buf;
+  let pos = batch.pos;
+  if (!firstZone) { b[pos++] = 0x2c; b[pos++] = 0x0a; }
+  b[pos++] = 0x20; b[pos++] = 0x20; b[pos++] = 0x20; b[pos++] = 0x20;
+  return pos;
+}
+
+/** Zones asked of a host device per report call. */
+const DEVICE_REPORT_WINDOW = 4096;
+
+/** "allocated 1.2 GiB of 64.0 GiB (1.9%), preallocation off": how much of the image holds real blocks. */
+function allocationText(alloc: { allocatedBytes: number; fileBytes: number; capacityBytes: number }, preallocation: Preallocation): string {
+  const pct = alloc.fileBytes > 0 ? (100 * alloc.allocatedBytes) / alloc.fileBytes : 0;
+  return `allocated ${alloc.allocatedBytes} of ${alloc.fileBytes} bytes (${formatBytes(alloc.allocatedBytes)} of ${formatBytes(alloc.fileBytes)}, ` +
+    `${pct.toFixed(pct < 10 ? 1 : 0)}%; data capacity ${formatBytes(alloc.capacityBytes)}), preallocation ${preallocation}`;
+}
+
+export async function cmdCheck(a: { image: string; repair?: boolean }, o: Out): Promise<number> {
   const fd = openLocked(a.image, !!a.repair);
   try {
     const ins = inspectImageFd(fd);
     const g = ins.header.geometry;
+    const batch = new OutputBatch(o);
+    batch.add(`${a.image}: ${allocationText(ins.allocation, ins.header.preallocation)}\n`);
     if (ins.problems.length === 0) {
-      o.out(`${a.image}: clean (${g.nrZones} zones, ${g.conventionalZones} conventional)`);
+      batch.add(`${a.image}: clean (${g.nrZones} zones, ${g.conventionalZones} conventional)\n`);
+      await batch.flush();
       return 0;
     }
     for (const p of ins.problems) {
-      o.out(`${p.zone < 0 ? 'image' : `zone ${p.zone}`}: ${p.message}${a.repair ? '' : ` [repair: ${p.repair}]`}`);
+      batch.add(`${p.zone < 0 ? 'image' : `zone ${p.zone}`}: ${p.message}${a.repair ? '' : ` [repair: ${p.repair}]`}\n`);
     }
     if (!a.repair) {
-      o.out(`${a.image}: ${ins.problems.length} problem(s); run with --repair to fix`);
+      batch.add(`${a.image}: ${ins.problems.length} problem(s); run with --repair to fix\n`);
+      await batch.flush();
       return 1;
     }
-    for (const line of repairImageFd(fd, ins)) o.out(`repaired ${line}`);
+    for (const line of repairImageFd(fd, ins)) batch.add(`repaired ${line}\n`);
+    await batch.flush();
     const after = inspectImageFd(fd);
     if (after.problems.length) {
       for (const p of after.problems) o.err(`still wrong: ${p.zone < 0 ? 'image' : `zone ${p.zone}`}: ${p.message}`);

@@ -1,18 +1,40 @@
-// Command line: `vhost-user-zbd <command>`. Errors print one line naming the flag and exit 2
-// (usage) or 1 (operation failed).
+// Command line: `vhost-user-zbd <command>`. Errors print one line naming the command and the
+// flag or path, and exit 2 (usage) or 1 (operation failed): see error-line.ts.
 import yargs, { type Argv } from 'yargs';
 import { ZbdError } from '../errors.js';
-import { cmdCheck, cmdCreate, cmdReport, cmdZone, flagForError, type Out } from './image-commands.js';
+import { cmdCheck, cmdCreate, cmdReport, cmdZone, type Out } from './image-commands.js';
+import { errorLine } from './error-line.js';
+import { PREALLOCATIONS } from '../backends/image-format.js';
 import { serveCommand } from './serve-command.js';
+import { ctlCommand } from './ctl-command.js';
+
+/** Resolves once stdout takes more: 'drain', or its end (closed by the reader: nothing more will go). One waiter for all writers. */
+let stdoutWait: Promise<void> | undefined;
+function stdoutReady(): Promise<void> {
+  stdoutWait ??= new Promise((resolve) => {
+    const done = (): void => {
+      process.stdout.off('drain', done);
+      process.stdout.off('close', done);
+      process.stdout.off('error', done);
+      stdoutWait = undefined;
+      resolve();
+    };
+    process.stdout.on('drain', done);
+    process.stdout.on('close', done);
+    process.stdout.on('error', done);
+  });
+  return stdoutWait;
+}
 
 const stdio: Out = {
-  out: (l) => process.stdout.write(l + '\n'),
-  err: (l) => process.stderr.write(l + '\n'),
+  out: (l) => { process.stdout.write(l + '\n'); },
+  err: (l) => { process.stderr.write(l + '\n'); },
+  write: (data, written) => (process.stdout.write(data, written && (() => written())) ? undefined : stdoutReady()),
 };
 
-/** A command defined in its own module (serve). */
+/** A command defined in its own module (serve, ctl). */
 export type CommandModule = (y: Argv, o: Out, done: (p: Promise<number> | number) => void) => Argv;
-const commandModules: CommandModule[] = [serveCommand];
+const commandModules: CommandModule[] = [serveCommand, ctlCommand];
 
 /**
  * `bench` is a tool apart (src/bench): it parses its own options and is loaded only when
@@ -47,11 +69,12 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .option('max-append', { type: 'string', describe: 'max zone append size, e.g. 1M' })
       .option('block-size', { type: 'string', coerce: positiveInt('--block-size'), describe: 'logical block size = write granularity: 512 or 4096 (default 4096)' })
       .option('profile', { choices: ['smr', 'zns'] as const, describe: 'defaults like an SMR disk (no capacity gap, no active limit) or a ZNS SSD (capacity < size, open/active limits)' })
+      .option('preallocation', { choices: PREALLOCATIONS, default: 'off' as const, describe: 'reserve the data space up front, as qemu-img: off = sparse (space taken as zones are written, freed by a reset), falloc = fallocate it, full = write zeroes; with falloc/full the daemon cannot meet ENOSPC and resets keep the space' })
       .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing image' }),
     (a) => done(cmdCreate({
       image: a.image, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
       conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], maxAppend: a['max-append'],
-      blockSize: a['block-size'], profile: a.profile, force: a.force,
+      blockSize: a['block-size'], profile: a.profile, force: a.force, preallocation: a.preallocation,
     }, o)))
     .command('report [image]', 'print the zones of an image, or of a host zoned device (--device), in blkzone report format', (c) => c
       .positional('image', { type: 'string', describe: 'zoned image' })
@@ -83,17 +106,21 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
     await y.parseAsync();
     return await pending;
   } catch (err) {
-    if (err instanceof ZbdError) {
-      const flag = flagForError(err);
-      o.err(`vhost-user-zbd: ${flag ? `${flag}: ` : ''}${err.message}`);
-      return err.code === 'EARG' || err.code === 'EZONEGEOM' ? 2 : 1;
-    }
-    // yargs wraps errors thrown by option coercion (our EARG checks) in a YError: usage errors.
-    if (err instanceof Error && err.name === 'YError') {
-      o.err(`vhost-user-zbd: ${err.message}`);
-      return 2;
-    }
-    o.err(`vhost-user-zbd: ${(err as Error).stack ?? String(err)}`);
-    return 1;
+    const command = argv.find((v) => !v.startsWith('-'));
+    const e = errorLine(command, err, userPathOf(argv));
+    o.err(e.line);
+    return e.code;
   }
+}
+
+/** The file a command line names (image, socket or device), for host errors that carry no path. */
+function userPathOf(argv: string[]): string | undefined {
+  for (const flag of ['--image', '--device', '--socket']) {
+    const i = argv.indexOf(flag);
+    if (i >= 0 && i + 1 < argv.length) return argv[i + 1];
+    const eq = argv.find((v) => v.startsWith(flag + '='));
+    if (eq) return eq.slice(flag.length + 1);
+  }
+  // create/report/check/zone take the image as their first positional after the command.
+  return argv.filter((v) => !v.startsWith('-'))[1];
 }

@@ -10,11 +10,17 @@ import { createLogger, LOG_LEVELS, type Logger } from '../log.js';
 import type { Backend } from '../backends/backend.js';
 import { openImage } from '../backends/file-backend.js';
 import { createMemoryBackend } from '../backends/memory-backend.js';
+import { MemoryDiskBackend } from '../backends/memory-disk-backend.js';
 import { RawFileBackend } from '../backends/raw-file-backend.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { BlkDevice } from '../blk/blk-device.js';
 import { VhostUserServer } from '../vhost-user/server.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
+import { ApiRouter, ApiServer } from '../control/api-server.js';
+import { registerControlRoutes } from '../control/control-routes.js';
+import { FaultRules } from '../control/fault-rules.js';
+import { PowerControl } from '../control/power-cut.js';
+import { POWER_CUT_POLICIES, VolatileCacheBackend, type PowerCutPolicy } from '../control/volatile-cache.js';
 import type { CommandModule } from './main.js';
 import type { Out } from './image-commands.js';
 
@@ -38,6 +44,20 @@ export interface ServeArgs {
   logLevel: LevelWithSilent;
   /** Print ready-to-paste VM command lines once listening. */
   hints: boolean;
+  /** Control API socket: a path, 'none', or undefined for SOCKET.api. */
+  api?: string;
+  /** Emulate a volatile write cache: unflushed writes can be lost by a power cut. */
+  volatileCache?: boolean;
+  /** The front-end leaving by itself is a power cut (policy below). */
+  powerCutOnDisconnect?: boolean;
+  powerCutPolicy?: PowerCutPolicy;
+  powerCutSeed?: number;
+}
+
+/** Where the control API listens: next to the vhost-user socket unless told otherwise. */
+export function apiSocketPath(a: Pick<ServeArgs, 'socket' | 'api'>): string | null {
+  if (a.api === 'none') return null;
+  return a.api ?? `${a.socket}.api`;
 }
 
 export function openBackend(a: ServeArgs, log: Logger): Backend {
@@ -53,6 +73,12 @@ export function openBackend(a: ServeArgs, log: Logger): Backend {
   if (a.memory) {
     if (!a.size) throw new ZbdError('EARG', '--memory needs --size', undefined);
     const sectors = (flag: string, v: string): number => bytesToSectors(flag, parseSize(flag, v));
+    if (a.model === 'none') {
+      // A regular disk in RAM: zone flags would silently do nothing.
+      const zoneFlags = (['zoneSize', 'zoneCapacity', 'conventional', 'maxOpen', 'maxActive'] as const).filter((k) => a[k] !== undefined);
+      if (zoneFlags.length) throw new ZbdError('EARG', `--memory --model none is a regular disk; drop ${zoneFlags.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')}`, zoneFlags);
+      return new MemoryDiskBackend(sectors('--size', a.size) * 512, { blockSize: a.blockSize, readOnly: a.readOnly });
+    }
     return createMemoryBackend({
       capacitySectors: sectors('--size', a.size),
       zoneSectors: sectors('--zone-size', a.zoneSize ?? '64M'),
@@ -89,9 +115,35 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   if (!Number.isInteger(a.queueSize) || a.queueSize < 2 || a.queueSize > 32768 || (a.queueSize & (a.queueSize - 1)) !== 0) {
     throw new ZbdError('EARG', `--queue-size ${a.queueSize} must be a power of two from 2 to 32768`, a.queueSize);
   }
-  const backend = openBackend(a, log);
-  const device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
+  if (a.volatileCache && a.device) {
+    throw new ZbdError('EARG', '--volatile-cache needs an emulated disk (--image or --memory): a host drive\'s written data cannot be rolled back', a.device);
+  }
+  if (a.powerCutPolicy !== undefined && !POWER_CUT_POLICIES.includes(a.powerCutPolicy)) {
+    throw new ZbdError('EARG', `--power-cut-policy ${a.powerCutPolicy} must be one of ${POWER_CUT_POLICIES.join(', ')}`, a.powerCutPolicy);
+  }
+  const disk = openBackend(a, log);
+  // Created below; the cache asks it for the guest's write-cache setting at each write.
+  let device!: BlkDevice;
+  const cache = a.volatileCache ? new VolatileCacheBackend(disk, { writeback: () => device.writebackEnabled, logger: log }) : null;
+  const backend = cache ?? disk;
+  device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
+  const faults = new FaultRules();
+  device.faults = faults;
   const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  const power = new PowerControl({
+    server, backend, cache, logger: log,
+    onDisconnect: a.powerCutOnDisconnect ? { policy: a.powerCutPolicy ?? 'all', seed: a.powerCutSeed } : null,
+  });
+  const apiPath = apiSocketPath(a);
+  let api: ApiServer | null = null;
+  if (apiPath) {
+    const router = new ApiRouter();
+    registerControlRoutes(router, {
+      device, backend, server, faults, power, cache, queueSize: a.queueSize, startedAt: Date.now(), logger: log,
+      source: { image: a.image, device: a.device, memory: a.memory },
+    });
+    api = new ApiServer({ router, logger: log.child({ api: 'control' }), mayChange: true });
+  }
   // Handlers go in before the socket exists: whoever sees the socket may signal at once, and a
   // signal before process.on() would take the default action (death without cleanup).
   let stopping = false;
@@ -101,8 +153,10 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stopping: finishing in-flight requests');
+    power.stop();
     (async () => {
       let code = 0;
+      try { await api?.close(); } catch (err) { log.error({ err }, 'closing the control API failed'); code = 1; }
       try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
       try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
       try { fs.rmSync(a.socket, { force: true }); } catch { /* already gone */ }
@@ -118,10 +172,13 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
+    // The control socket first: whoever sees the vhost-user socket may use the API at once.
+    if (api && apiPath) await api.listenUnix(apiPath);
     server.listen();
   } catch (err) {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
+    await api?.close();
     await backend.close();
     throw err;
   }
@@ -129,9 +186,13 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   log.info({
     socket: a.socket, image: a.image ?? (a.device ? undefined : '(memory)'), device: a.device, model: device.zoned ? 'host-managed' : 'none', queues: a.queues,
     capacityBytes: i.capacitySectors * 512, zones: i.zoned?.nrZones, zoneBytes: i.zoned ? i.zoned.zoneSectors * 512 : undefined,
-    readOnly: i.readOnly, serial: i.serial,
+    readOnly: i.readOnly, serial: i.serial, api: apiPath ?? 'none', volatileCache: !!a.volatileCache,
+    powerCutOnDisconnect: a.powerCutOnDisconnect ? (a.powerCutPolicy ?? 'all') : false,
   }, 'serving');
-  if (a.hints) for (const l of vmHints(a.socket, a.queues)) o.out(l);
+  if (a.hints) {
+    for (const l of vmHints(a.socket, a.queues)) o.out(l);
+    if (apiPath) o.out(`Control API (zone faults, error/latency rules, power cut): vhost-user-zbd ctl --api ${path.resolve(apiPath)} status`);
+  }
   return exited;
 }
 
@@ -159,10 +220,16 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('queue-size', { type: 'string', coerce: intOpt('--queue-size'), default: '1024', describe: 'largest virtqueue size accepted' })
   .option('read-only', { type: 'boolean', default: false })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
-  .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' }),
+  .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' })
+  .option('api', { type: 'string', describe: 'control API socket (HTTP/JSON, 0600), or "none"; default SOCKET.api (see ctl)' })
+  .option('volatile-cache', { type: 'boolean', default: false, describe: 'emulate a volatile write cache: while the guest has its cache enabled, writes no flush covers are lost by a power cut (ctl power-cut)' })
+  .option('power-cut-on-disconnect', { type: 'boolean', default: false, describe: 'the front-end going away (VM killed) is a power cut: with --volatile-cache, unflushed writes are lost by --power-cut-policy' })
+  .option('power-cut-policy', { choices: POWER_CUT_POLICIES, describe: 'what a disconnect power cut loses: all unflushed writes (default), none, or random (seeded by --power-cut-seed)' })
+  .option('power-cut-seed', { type: 'string', coerce: intOpt('--power-cut-seed'), describe: 'seed of the random policy' }),
 (a) => done(serve({
   socket: a.socket, image: a.image, memory: a.memory, device: a.device, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
   conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
   model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
-  logLevel: a['log-level'], hints: a.hints,
+  logLevel: a['log-level'], hints: a.hints, api: a.api, volatileCache: a['volatile-cache'],
+  powerCutOnDisconnect: a['power-cut-on-disconnect'], powerCutPolicy: a['power-cut-policy'], powerCutSeed: a['power-cut-seed'],
 }, o)));

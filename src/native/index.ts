@@ -387,6 +387,8 @@ export function flock(fd: number, exclusive: boolean, nonblocking: boolean): boo
 
 export const FALLOC_FL_KEEP_SIZE: number = addon.FALLOC_FL_KEEP_SIZE;
 export const FALLOC_FL_PUNCH_HOLE: number = addon.FALLOC_FL_PUNCH_HOLE;
+/** linux/falloc.h: zero a range, keeping (or allocating) its space. A fixed ABI value. */
+export const FALLOC_FL_ZERO_RANGE = 0x10;
 
 /** fallocate(2): mode 0 allocates; FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE frees a range. */
 export function fallocate(fd: number, mode: number, offset: number, length: number): void {

@@ -116,6 +116,8 @@ export interface BlkResult {
   /** ZONE_APPEND: where the data landed (valid when status is OK); -1 for other types. */
   appendSector: bigint;
   usedLen: number;
+  /** Position of its completion among the batch's completions (0 = first). */
+  order: number;
 }
 
 export interface ReportedZone { cap: number; start: number; wp: bigint; type: number; cond: number }
@@ -144,11 +146,11 @@ export class BlkClient {
     this.q.kick();
     const used = await this.q.waitUsed(reqs.length, timeoutMs);
     const out = new Array<BlkResult>(reqs.length);
-    for (const u of used) {
+    for (const [order, u] of used.entries()) {
       const p = pending.get(u.id);
       if (!p) throw new Error(`used entry for unknown head ${u.id}`);
       const s = p.slot;
-      out[p.i] = { status: s.status, inGpa: s.inGpa(0), appendSector: reqs[p.i].type === REQ.ZONE_APPEND ? BigInt(s.appendSector) : -1n, usedLen: u.len };
+      out[p.i] = { status: s.status, inGpa: s.inGpa(0), appendSector: reqs[p.i].type === REQ.ZONE_APPEND ? BigInt(s.appendSector) : -1n, usedLen: u.len, order };
     }
     return out;
   }

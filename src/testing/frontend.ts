@@ -5,8 +5,9 @@ import pino, { type Logger } from 'pino';
 import { closeFd, connectUnix, eventfd, socketpair } from '../native/index.js';
 import { MessageChannel } from '../vhost-user/channel.js';
 import {
-  encodeConfig, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
-  F_PROTOCOL_FEATURES, FLAG_NEED_REPLY, OWN_REPLY, ProtocolFeature, REPLY_FLAGS, Req, requestName, VERSION, VRING_NOFD,
+  decodeInflightDesc, encodeConfig, encodeInflightDesc, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64,
+  encodeVringAddr, encodeVringState, F_PROTOCOL_FEATURES, type InflightDesc, FLAG_NEED_REPLY, OWN_REPLY, ProtocolFeature,
+  REPLY_FLAGS, Req, requestName, VERSION, VRING_NOFD,
   type MemRegionDesc, type VhostUserMessage,
 } from '../vhost-user/messages.js';
 import { DriverQueue, type DriverQueueOptions } from './driver-queue.js';
@@ -250,6 +251,18 @@ export class VhostUserFrontend {
   /** Stops each queue as QEMU does (GET_VRING_BASE: the back-end finishes what is in flight). */
   async stopQueues(queues: readonly DriverQueue[]): Promise<void> {
     for (const q of queues) await this.getVringBase(q.index);
+  }
+
+  /** GET_INFLIGHT_FD: the region's description and the memfd that came with the reply (ours to close). */
+  async getInflightFd(numQueues: number, queueSize: number): Promise<{ desc: InflightDesc; fd: number }> {
+    const r = await this.request(Req.GET_INFLIGHT_FD, encodeInflightDesc({ mmapSize: 0, mmapOffset: 0, numQueues, queueSize }));
+    if (r!.fds.length !== 1) throw new Error(`GET_INFLIGHT_FD reply carries ${r!.fds.length} fds (${r!.payload.length} bytes)`);
+    return { desc: decodeInflightDesc(r!), fd: r!.fds[0] };
+  }
+
+  /** SET_INFLIGHT_FD: hands the region (back) to the back-end, as QEMU does before each start. */
+  async setInflightFd(desc: InflightDesc, fd: number): Promise<void> {
+    await this.command(Req.SET_INFLIGHT_FD, encodeInflightDesc(desc), [fd]);
   }
 
   /** Round trip that proves the back-end still serves requests in order. */

@@ -125,6 +125,9 @@ export const F_PROTOCOL_FEATURES = 1n << 30n;
 export const VRING_IDX_MASK = 0xff;
 export const VRING_NOFD = 0x100;
 
+/** Largest split-ring size (VIRTIO 1.x). */
+export const MAX_SPLIT_QUEUE_SIZE = 32768;
+
 /** SET_VRING_ADDR flags bit 0: the front-end wants used-ring dirty logging. */
 export const VRING_ADDR_F_LOG = 0x1;
 
@@ -134,13 +137,39 @@ export interface VhostUserMessage {
   /** Exactly `size` bytes from the header. */
   payload: Uint8Array;
   /**
-   * File descriptors received with the message. A handler that keeps one sets its slot to
-   * -1; whatever is left is closed after handling, so rejected messages never leak fds.
+   * File descriptors received with the message. A handler keeps one only through
+   * handOverFd(); whatever is left is closed after handling, so rejected messages never leak fds.
    */
   fds: number[];
 }
 
+export function hasOwnReply(request: number): boolean { return OWN_REPLY.has(request); }
+
+/**
+ * Gives fd `i` of `msg` to `adopt`. Once adopt returns the fd is the callee's; if adopt throws
+ * it stays with the message and is closed with the rest after handling, so a rejected request
+ * never leaks it and never leaves it half-owned.
+ */
+export function handOverFd<T>(msg: VhostUserMessage, i: number, adopt: (fd: number) => T): T {
+  const fd = msg.fds[i];
+  if (fd === undefined || fd < 0) throw proto(msg, `has no fd #${i} to take`, i);
+  const r = adopt(fd);
+  msg.fds[i] = -1;
+  return r;
+}
+
 export interface VringState { index: number; num: number }
+
+/** SET_VRING_KICK/CALL/ERR: the queue and whether an fd comes with it (NOFD clear). */
+export interface VringFdMsg { index: number; hasFd: boolean }
+
+/** Inflight region description (GET_INFLIGHT_FD reply, SET_INFLIGHT_FD request). */
+export interface InflightDesc {
+  mmapSize: number;
+  mmapOffset: number;
+  numQueues: number;
+  queueSize: number;
+}
 
 export interface VringAddr {
   index: number;
@@ -209,6 +238,40 @@ export function decodeVringState(msg: VhostUserMessage): VringState {
   return { index: dv.getUint32(0, true), num: dv.getUint32(4, true) };
 }
 
+/** SET_VRING_NUM: a split-ring size, a power of two in 1..32768. */
+export function decodeVringNum(msg: VhostUserMessage): VringState {
+  const s = decodeVringState(msg);
+  if (s.num < 1 || s.num > MAX_SPLIT_QUEUE_SIZE || (s.num & (s.num - 1)) !== 0) {
+    throw proto(msg, `queue ${s.index} size ${s.num} is not a power of two in 1..${MAX_SPLIT_QUEUE_SIZE}`, s.num);
+  }
+  return s;
+}
+
+/** SET_VRING_BASE: the next avail index, a u16 for a split ring. */
+export function decodeVringBase(msg: VhostUserMessage): VringState {
+  const s = decodeVringState(msg);
+  if (s.num > 0xffff) throw proto(msg, `queue ${s.index} base ${s.num} > 0xffff (split ring)`, s.num);
+  return s;
+}
+
+/** SET_VRING_ENABLE: 0 or 1. */
+export function decodeVringEnable(msg: VhostUserMessage): { index: number; enable: boolean } {
+  const s = decodeVringState(msg);
+  if (s.num > 1) throw proto(msg, `queue ${s.index} enable value ${s.num} is not 0 or 1`, s.num);
+  return { index: s.index, enable: s.num === 1 };
+}
+
+/** SET_VRING_KICK/CALL/ERR: u64 with the queue index and NOFD; exactly one fd unless NOFD. */
+export function decodeVringFdMsg(msg: VhostUserMessage): VringFdMsg {
+  const u = decodeU64(msg);
+  if (u > BigInt(VRING_IDX_MASK | VRING_NOFD)) throw proto(msg, `reserved bits set in 0x${u.toString(16)}`, u);
+  const n = Number(u);
+  const hasFd = (n & VRING_NOFD) === 0;
+  if (!hasFd && msg.fds.length !== 0) throw proto(msg, `NOFD set but ${msg.fds.length} fd(s) attached`, msg.fds.length);
+  if (hasFd && msg.fds.length !== 1) throw proto(msg, `expected 1 fd, got ${msg.fds.length}`, msg.fds.length);
+  return { index: n & VRING_IDX_MASK, hasFd };
+}
+
 export function decodeVringAddr(msg: VhostUserMessage): VringAddr {
   expectSize(msg, 40);
   const dv = view(msg.payload);
@@ -263,6 +326,38 @@ export function decodeMemTable(msg: VhostUserMessage): MemRegionDesc[] {
 export function decodeMemRegionMsg(msg: VhostUserMessage): MemRegionDesc {
   expectSize(msg, 40);
   return decodeRegion(view(msg.payload), 8, msg, 0);
+}
+
+/** GET_INFLIGHT_FD / SET_INFLIGHT_FD: u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size (+4 padding). */
+export const INFLIGHT_DESC_SIZE = 24;
+
+export function decodeInflightDesc(msg: VhostUserMessage): InflightDesc {
+  expectSize(msg, INFLIGHT_DESC_SIZE);
+  const dv = view(msg.payload);
+  const d: InflightDesc = {
+    mmapSize: readSafeU64(dv, 0, msg, 'mmap_size'),
+    mmapOffset: readSafeU64(dv, 8, msg, 'mmap_offset'),
+    numQueues: dv.getUint16(16, true),
+    queueSize: dv.getUint16(18, true),
+  };
+  if (d.numQueues === 0) throw proto(msg, 'num_queues 0', 0);
+  if (d.queueSize === 0) throw proto(msg, 'queue_size 0', 0);
+  return d;
+}
+
+export function encodeInflightDesc(d: InflightDesc): Uint8Array {
+  const out = new Uint8Array(INFLIGHT_DESC_SIZE);
+  const dv = new DataView(out.buffer);
+  dv.setBigUint64(0, BigInt(d.mmapSize), true);
+  dv.setBigUint64(8, BigInt(d.mmapOffset), true);
+  dv.setUint16(16, d.numQueues, true);
+  dv.setUint16(18, d.queueSize, true);
+  return out;
+}
+
+/** A message that must carry exactly one fd. */
+export function expectOneFd(msg: VhostUserMessage): void {
+  if (msg.fds.length !== 1) throw proto(msg, `needs exactly one fd, got ${msg.fds.length}`, msg.fds.length);
 }
 
 /** GET_CONFIG / SET_CONFIG: u32 offset, u32 size, u32 flags, size bytes. */

@@ -7,7 +7,7 @@ import { ZbdError } from '../errors.js';
 import { acceptUnix, closeFd, connectUnix, FdPoller, listenUnix } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
 import { assertLittleEndian } from '../virtio/split-ring.js';
-import { FrontendConnection } from './connection.js';
+import { FrontendSession } from './session.js';
 import type { MemoryTableOptions } from './memory-table.js';
 
 export interface VhostUserServerOptions {
@@ -28,7 +28,7 @@ export class VhostUserServer extends EventEmitter {
   private readonly log: Logger;
   private listenFd = -1;
   private poller: FdPoller | null = null;
-  private conn: FrontendConnection | null = null;
+  private conn: FrontendSession | null = null;
   private nextId = 1;
   private closing: Promise<void> | null = null;
 
@@ -40,7 +40,7 @@ export class VhostUserServer extends EventEmitter {
     this.log = opts.logger;
   }
 
-  get connection(): FrontendConnection | null { return this.conn; }
+  get connection(): FrontendSession | null { return this.conn; }
   get listening(): boolean { return this.listenFd >= 0; }
 
   /**
@@ -85,7 +85,7 @@ export class VhostUserServer extends EventEmitter {
     const id = this.nextId++;
     const log = this.log.child({ conn: id });
     log.info('front-end connected');
-    const conn = new FrontendConnection({
+    const conn = new FrontendSession({
       fd, id, device: this.opts.device, log, memory: this.opts.memory, maxChainBytes: this.opts.maxChainBytes,
       onClosed: (c, reason) => {
         if (this.conn === c) this.conn = null;

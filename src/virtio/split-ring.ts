@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
-import { memoryBarrier, writeCounter } from '../native/index.js';
+import { memoryBarrier } from '../native/index.js';
 import { PooledChain } from './descriptor-chain.js';
 import type { DescChain, VirtQueueHandle } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
@@ -62,11 +62,34 @@ export interface SplitRingStats {
   suppressed: number;
 }
 
+/** Where used-buffer notifications go (the transport's call fd, which it alone owns). */
+export interface CallSignal {
+  /** Interrupts the guest; false when there is no call fd or the write failed. */
+  signal(): boolean;
+}
+
+/**
+ * Inflight tracking (vhost-user INFLIGHT_SHMFD) woven into pop and publish, in the order the
+ * protocol requires, so a restarted back-end can resubmit what was popped and not completed.
+ */
+export interface InflightLog {
+  /** A head was fetched from the avail ring: mark it in flight with the next fetch counter. */
+  popped(head: number): void;
+  /** These heads' used entries are written; used.idx is about to publish them as one batch. */
+  beforePublish(heads: Uint16Array, count: number): void;
+  /** used.idx now is `usedIdx`: the batch is no longer in flight. */
+  afterPublish(heads: Uint16Array, count: number, usedIdx: number): void;
+  /** Ring start: settles the last batch against used.idx; heads to resubmit, oldest first. */
+  recover(usedIdx: number, ringSize: number): number[];
+}
+
 export interface SplitRingOptions {
   index: number;
   size: number;
+  /** Bound to this queue (a child logger carrying `queue`): lines here do not repeat the key. */
   log: Logger;
   maxChainBytes?: number;
+  call?: CallSignal;
   /** Called once when a guest bug stops the queue (the connection signals the err fd). */
   onBroken?: (ring: SplitRing, reason: string) => void;
 }
@@ -82,19 +105,20 @@ export class SplitRing implements VirtQueueHandle {
   private readonly log: Logger;
   private readonly maxChainBytes: number;
   private readonly onBroken?: (ring: SplitRing, reason: string) => void;
+  private readonly call: CallSignal | undefined;
 
   /** Next avail ring slot to consume (free-running u16). */
   lastAvailIdx = 0;
   /** Our copy of used.idx including unpublished entries (free-running u16). */
   usedIdx = 0;
-  /** Call fd (eventfd or UML socketpair end) or -1 for none. Owned by the connection. */
-  callFd = -1;
   /** VIRTIO_RING_F_EVENT_IDX negotiated. */
   eventIdx = false;
   /** Ring may be popped (started and enabled). Pushes work regardless so in-flight requests can finish. */
   active = false;
   /** Non-null once a guest bug stopped the queue. */
   broken: string | null = null;
+  /** Inflight tracking for the next start (null: none). */
+  inflight: InflightLog | null = null;
   readonly stats: SplitRingStats = { popped: 0, pushed: 0, malformed: 0, notified: 0, suppressed: 0 };
 
   private memory: GuestMemory | null = null;
@@ -115,6 +139,10 @@ export class SplitRing implements VirtQueueHandle {
   private readonly indirectDv: DataView = new DataView(this.indirectBuf.buffer);
   private readonly scratchViews: Uint8Array[] = [];
   private idleWaiters: Array<() => void> = [];
+  /** Heads pushed and not yet published (the batch the inflight log links), and their count. */
+  private readonly batch: Uint16Array;
+  /** Heads recovered from the inflight log at start, served before the avail ring. */
+  private resubmit: number[] = [];
 
   constructor(opts: SplitRingOptions) {
     assertLittleEndian();
@@ -128,6 +156,8 @@ export class SplitRing implements VirtQueueHandle {
     this.log = opts.log;
     this.maxChainBytes = opts.maxChainBytes ?? DEFAULT_MAX_CHAIN_BYTES;
     this.onBroken = opts.onBroken;
+    this.call = opts.call;
+    this.batch = new Uint16Array(size);
     this.pool = new Array<PooledChain>(size);
     for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(this, i);
   }
@@ -168,7 +198,9 @@ export class SplitRing implements VirtQueueHandle {
 
   /**
    * (Re)start at `base` (SET_VRING_BASE): used.idx is taken from the ring, as after a restart
-   * the guest's used ring is the truth for what completed.
+   * the guest's used ring is the truth for what completed. With an inflight log the requests
+   * popped and not completed before a crash are resubmitted first, and the avail ring is
+   * resumed after them (base is then what the front-end restored: the used index).
    */
   start(base: number): void {
     this.epoch++;
@@ -183,12 +215,23 @@ export class SplitRing implements VirtQueueHandle {
     this.unpublished = 0;
     this.signalledValid = false;
     this.broken = null;
+    this.resubmit = [];
+    if (this.inflight && this.memory) {
+      const heads = this.inflight.recover(this.usedIdx, this.size);
+      const next = (this.usedIdx + heads.length) & 0xffff;
+      if (heads.length > 0 || next !== this.lastAvailIdx) {
+        this.log.info({ resubmit: heads.length, base: this.lastAvailIdx, usedIdx: this.usedIdx, next },
+          'inflight: resuming after the requests in flight at the last stop');
+      }
+      this.lastAvailIdx = next;
+      this.resubmit = heads.reverse();
+    }
   }
 
   private fail(reason: string): void {
     if (this.broken !== null) return;
     this.broken = reason;
-    this.log.error({ queue: this.index, reason }, 'guest bug: queue stopped');
+    this.log.error({ reason }, 'guest bug: queue stopped');
     this.onBroken?.(this, reason);
   }
 
@@ -196,12 +239,13 @@ export class SplitRing implements VirtQueueHandle {
     c.error = reason;
     const n = ++this.stats.malformed;
     if (n <= 16 || n % LOG_EVERY === 0) {
-      this.log.warn({ queue: this.index, head: c.head, reason, malformed: n }, 'malformed descriptor chain');
+      this.log.warn({ head: c.head, reason, malformed: n }, 'malformed descriptor chain');
     }
   }
 
   pop(): DescChain | null {
     if (!this.active || this.broken !== null || this.memory === null) return null;
+    if (this.resubmit.length > 0) return this.popResubmitted(this.resubmit.pop()!, this.memory);
     const last = this.lastAvailIdx;
     let availIdx = this.availDv.getUint16(this.availOff + 2, true);
     if (availIdx === last) {
@@ -231,12 +275,27 @@ export class SplitRing implements VirtQueueHandle {
       return null;
     }
     this.lastAvailIdx = (last + 1) & 0xffff;
+    this.inflight?.popped(head);
+    return this.take(c, this.memory);
+  }
+
+  /** A head the inflight log says was popped before a restart (still marked, same counter). */
+  private popResubmitted(head: number, mem: GuestMemory): DescChain | null {
+    const c = this.pool[head];
+    if (c.inFlight) {
+      this.fail(`resubmitted head ${head} is already in flight`);
+      return null;
+    }
+    return this.take(c, mem);
+  }
+
+  private take(c: PooledChain, mem: GuestMemory): PooledChain {
     c.reset();
     c.inFlight = true;
     c.epoch = this.epoch;
     this.inFlightCount++;
     this.stats.popped++;
-    this.walk(c, this.memory);
+    this.walk(c, mem);
     return c;
   }
 
@@ -328,7 +387,7 @@ export class SplitRing implements VirtQueueHandle {
     if (c.epoch !== this.epoch) {
       // Popped before the ring restarted: the guest's ring state was set anew since.
       c.reset();
-      this.log.warn({ queue: this.index, head: c.head }, 'completion of a request popped before the ring restarted dropped');
+      this.log.warn({ head: c.head }, 'completion of a request popped before the ring restarted dropped');
       return;
     }
     this.inFlightCount--;
@@ -342,6 +401,7 @@ export class SplitRing implements VirtQueueHandle {
       this.usedDv.setUint32(slot, c.head, true);
       this.usedDv.setUint32(slot + 4, len, true);
       this.usedIdx = (this.usedIdx + 1) & 0xffff;
+      this.batch[this.unpublished] = c.head;
       this.unpublished++;
       this.stats.pushed++;
     }
@@ -354,10 +414,13 @@ export class SplitRing implements VirtQueueHandle {
 
   notify(): void {
     if (this.unpublished === 0 || this.memory === null) return;
+    const n = this.unpublished;
     this.unpublished = 0;
+    this.inflight?.beforePublish(this.batch, n);
     // Used elements must be visible before the index that publishes them.
     memoryBarrier();
     this.usedDv.setUint16(this.usedOff + 2, this.usedIdx, true);
+    this.inflight?.afterPublish(this.batch, n, this.usedIdx);
     // used.idx must be visible before we read the guest's suppression state (store→load).
     memoryBarrier();
     let need: boolean;
@@ -378,15 +441,7 @@ export class SplitRing implements VirtQueueHandle {
 
   /** Signals the call fd unconditionally (after a restart, or for tests). */
   signal(): void {
-    if (this.callFd < 0) return;
-    try {
-      writeCounter(this.callFd, 1);
-      this.stats.notified++;
-    } catch (err) {
-      // A front-end that closed its end of a socketpair call fd is going away; the
-      // disconnect path cleans up. Never let it escape into device code.
-      this.log.warn({ queue: this.index, err }, 'call fd write failed');
-    }
+    if (this.call?.signal()) this.stats.notified++;
   }
 
   /** Publishes pushed entries without the notification decision (ring being stopped). */

@@ -49,6 +49,11 @@ export const enum ZoneOp {
   SET_READONLY = 5,
   /** Fault injection (not a guest command): take the zone offline. */
   SET_OFFLINE = 6,
+  /**
+   * Test-tool convenience no drive has (control API): return a faulted zone to service, an
+   * offline one EMPTY (its data is gone), a read-only one to the condition its write pointer gives.
+   */
+  CLEAR_FAULT = 7,
 }
 
 export const SECTOR_SHIFT = 9;

@@ -18,6 +18,26 @@ export interface PersistedZoneState {
   flags: number;
 }
 
+/** The condition a sequential zone comes back in from its persisted state: open zones come back CLOSED (or EMPTY), as after power loss. */
+export function persistedCond(p: PersistedZoneState, start: number, capEnd: number): ZoneCond {
+  if (p.flags & ZONE_FLAG_OFFLINE) return ZoneCond.OFFLINE;
+  if (p.flags & ZONE_FLAG_READONLY) return ZoneCond.READONLY;
+  if (p.wp === start) return ZoneCond.EMPTY;
+  if (p.wp === capEnd) return ZoneCond.FULL;
+  return ZoneCond.CLOSED;
+}
+
+/**
+ * The write pointer a zone report gives: Linux reports conventional and full zones with wp
+ * at the zone end, and read-only or offline zones with none (-1); we do the same so host
+ * and guest views agree.
+ */
+export function reportedWp(cond: ZoneCond, start: number, len: number, wp: number): number {
+  if (cond === ZoneCond.NOT_WP || cond === ZoneCond.FULL) return start + len;
+  if (cond === ZoneCond.READONLY || cond === ZoneCond.OFFLINE) return -1;
+  return wp;
+}
+
 /** Sink for zone reports; `wp` is -1 where the zone has no write pointer (all ones on the wire). */
 export type ReportSink = (start: number, len: number, cap: number, wp: number,
   type: ZoneType, cond: ZoneCond) => boolean;
@@ -108,12 +128,7 @@ export class ZoneEngine {
     this.flags[z] = p.flags;
     this.wpOff[z] = this.durOff[z] = p.wp - start;
     this.dataOff[z] = p.dataEnd - start;
-    let c: ZoneCond;
-    if (p.flags & ZONE_FLAG_OFFLINE) c = ZoneCond.OFFLINE;
-    else if (p.flags & ZONE_FLAG_READONLY) c = ZoneCond.READONLY;
-    else if (p.wp === start) c = ZoneCond.EMPTY;
-    else if (p.wp === start + this.zoneCap(z)) c = ZoneCond.FULL;
-    else c = ZoneCond.CLOSED;
+    const c = persistedCond(p, start, start + this.zoneCap(z));
     this.cond[z] = c;
     if (c === ZoneCond.CLOSED) this.nClosed++;
   }
@@ -437,8 +452,47 @@ export class ZoneEngine {
         this.setCond(z, ZoneCond.OFFLINE);
         this.markDirty(z);
         return ZoneResult.OK;
+      case ZoneOp.CLEAR_FAULT:
+        if (c === ZoneCond.OFFLINE) {
+          this.flags[z] = 0;
+          this.resetZone(z);
+        } else if (c === ZoneCond.READONLY) {
+          this.flags[z] &= ~ZONE_FLAG_READONLY;
+          this.setCond(z, this.condFromWp(z));
+          this.markDirty(z);
+        }
+        return ZoneResult.OK;
       default:
         return ZoneResult.UNSUPPORTED;
+    }
+  }
+
+  /** Condition of a zone that is not open, from its write pointer (as after a restart). */
+  private condFromWp(z: number): ZoneCond {
+    const off = this.wpOff[z];
+    return off === 0 ? ZoneCond.EMPTY : off === this.zoneCap(z) ? ZoneCond.FULL : ZoneCond.CLOSED;
+  }
+
+  /**
+   * Power loss of a drive with a volatile write cache (control API): each zone in `wpAfter`
+   * keeps only its data below the given sector, and every open zone closes as after a restart.
+   * The caller lets in-flight writes finish first (idle).
+   */
+  powerLoss(wpAfter: ReadonlyMap<number, number>): void {
+    if (!this.idle) throw new ZbdError('EARG', 'power loss while writes are in flight', this.inflight.size);
+    for (const [z, wp] of wpAfter) {
+      const off = wp - this.zoneStart(z);
+      if (!(z >= this.geo.conventionalZones && z < this.geo.nrZones) || !(off >= 0 && off <= this.wpOff[z]) || off % this.geo.blockSectors !== 0) {
+        throw new ZbdError('EARG', `zone ${z}: power-loss write pointer ${wp} outside its written range`, { zone: z, wp });
+      }
+      const c = this.cond[z];
+      if (c === ZoneCond.OFFLINE || c === ZoneCond.READONLY || off === this.wpOff[z]) continue;
+      this.wpOff[z] = this.durOff[z] = this.dataOff[z] = off;
+      this.markDirty(z);
+    }
+    for (let z = this.geo.conventionalZones; z < this.geo.nrZones; z++) {
+      const c = this.cond[z];
+      if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.setCond(z, this.condFromWp(z));
     }
   }
 
@@ -459,13 +513,7 @@ export class ZoneEngine {
       const start = this.zoneStart(z);
       const len = this.zoneLen(z);
       const c = this.cond[z] as ZoneCond;
-      let wp: number;
-      // Linux reports conventional and full zones with wp at the zone end, and read-only or
-      // offline zones with no write pointer; we report the same so host and guest views agree.
-      if (c === ZoneCond.NOT_WP || c === ZoneCond.FULL) wp = start + len;
-      else if (c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) wp = -1;
-      else wp = start + this.wpOff[z];
-      if (!sink(start, len, this.zoneCap(z), wp, this.zoneType(z), c)) break;
+      if (!sink(start, len, this.zoneCap(z), reportedWp(c, start, len, start + this.wpOff[z]), this.zoneType(z), c)) break;
       n++;
     }
     return n;

@@ -94,6 +94,6 @@ describe('vhost-user-zbd CLI', () => {
   it('a missing image is a clear error', () => {
     const r = run('report', path.join(dir, 'nope.img'));
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/EIMAGE: cannot open .*nope.img: ENOENT/);
+    expect(r.err).toMatch(/^vhost-user-zbd report: cannot open .*nope.img: no such file \(ENOENT\); check the path/);
   });
 });

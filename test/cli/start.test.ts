@@ -1,6 +1,6 @@
 // The README's first quick-start line, `npm start`, as a user or a supervisor runs it: it
 // creates the default image, serves it, and a SIGTERM to npm stops the daemon cleanly.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,4 +44,51 @@ describe('npm start', () => {
     expect(fs.existsSync(socket)).toBe(false);
     expect(() => process.kill(daemonPid, 0)).toThrow(/ESRCH/);
   }, 120_000);
+});
+
+describe('npm start rebuilds a stale build', () => {
+  // scripts/start.sh in a skeleton checkout: dependencies and the addon count as installed, npx
+  // records whether tsc ran, the CLI stub prints what it was asked to do.
+  function skeleton(): { root: string; run: () => string } {
+    const root = fs.mkdtempSync(path.join(dir, 'skel-'));
+    const mk = (rel: string, text: string, mode = 0o644): void => {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      fs.writeFileSync(path.join(root, rel), text, { mode });
+    };
+    mk('scripts/start.sh', fs.readFileSync(path.join(__dirname, '../../scripts/start.sh'), 'utf8'), 0o755);
+    mk('scripts/install-deps.sh', 'exit 0\n', 0o755);
+    mk('build/Release/vhost_user_zbd_native.node', '');
+    mk('bin/vhost-user-zbd.js', 'console.log("cli " + process.argv.slice(2)[0]);\n');
+    mk('tools/npx', `#!/bin/sh\necho "npx $*" >> "${root}/npx.log"\ntouch "${root}/dist/cli/main.js"\n`, 0o755);
+    mk('tsconfig.json', '{}\n');
+    mk('src/cli/main.ts', '');
+    mk('src/blk/blk-device.ts', '');
+    mk('dist/cli/main.js', '');
+    mk('data/default.img', '');
+    const t = (rel: string, s: number): void => fs.utimesSync(path.join(root, rel), s, s);
+    // Sources and their directories at t=1000, the build at t=2000.
+    for (const f of ['tsconfig.json', 'src/cli/main.ts', 'src/blk/blk-device.ts', 'src/cli', 'src/blk', 'src']) t(f, 1000);
+    t('dist/cli/main.js', 2000);
+    const env = { ...process.env, PATH: `${path.join(root, 'tools')}:${process.env.PATH}`, VHOST_USER_ZBD_DATA: path.join(root, 'data'), VHOST_USER_ZBD_RUN: path.join(root, 'run') };
+    return {
+      root,
+      run: () => {
+        const r = spawnSync('bash', ['scripts/start.sh'], { cwd: root, env, encoding: 'utf8' });
+        expect(r.status, r.stderr).toBe(0);
+        expect(r.stdout).toContain('cli serve');
+        return fs.existsSync(path.join(root, 'npx.log')) ? fs.readFileSync(path.join(root, 'npx.log'), 'utf8') : '';
+      },
+    };
+  }
+
+  it('does not rebuild an up-to-date build, rebuilds after an edit of a file in a subdirectory of src', () => {
+    const s = skeleton();
+    expect(s.run()).toBe('');
+    // An edit in place changes the file's mtime, not the directory's (src/ stays at t=1000).
+    fs.utimesSync(path.join(s.root, 'src/blk/blk-device.ts'), 3000, 3000);
+    expect(fs.statSync(path.join(s.root, 'src')).mtimeMs).toBe(1000_000);
+    expect(s.run()).toBe('npx tsc -p tsconfig.json\n');
+    // Built now: the next start does not build again.
+    expect(s.run()).toBe('npx tsc -p tsconfig.json\n');
+  });
 });

@@ -12,7 +12,10 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [], err: string[] = [];
-  const code = await main(argv, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  const code = await main(argv, {
+    out: (l) => out.push(l), err: (l) => err.push(l),
+    write: (d) => { out.push(Buffer.from(d).toString().replace(/\n$/, '')); return undefined; },
+  });
   return { code, out: out.join('\n'), err: err.join('\n') };
 }
 

@@ -106,9 +106,10 @@ export class EchoDevice implements VirtioDevice {
     if (--this.inFlight[q.index] === 0) for (const f of this.drainWaiters[q.index].splice(0)) f();
   }
 
-  /** Completes every held request (mode 'hold'). */
-  release(): number {
-    const h = this.held.splice(0);
+  /** Completes the held requests (mode 'hold'), all or those whose head `which` picks. */
+  release(which: (head: number) => boolean = () => true): number {
+    const h = this.held.filter(({ c }) => which(c.head));
+    this.held = this.held.filter((e) => !h.includes(e));
     const queues = new Set<VirtQueueHandle>();
     for (const { q, c } of h) { this.complete(q, c, false); queues.add(q); }
     for (const q of queues) q.notify();

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ZbdError } from '../../src/errors.js';
 import {
-  decodeConfig, decodeHeader, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringState,
-  encodeConfig, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
+  decodeConfig, decodeHeader, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringBase,
+  decodeVringEnable, decodeVringFdMsg, decodeVringNum, decodeVringState, encodeConfig, handOverFd, hasOwnReply, VRING_NOFD, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
   FLAG_NEED_REPLY, REPLY_FLAGS, Req, requestName, type VhostUserMessage,
 } from '../../src/vhost-user/messages.js';
 
@@ -105,5 +105,34 @@ describe('vhost-user messages', () => {
     eproto(() => decodeConfig(msg(Req.GET_CONFIG, encodeConfig(0, 8, 0).subarray(0, 16))),
       /payload size 16, expected 20/);
     eproto(() => decodeConfig(msg(Req.SET_CONFIG, new Uint8Array(8))), /SET_CONFIG: payload size 8 < 12/);
+  });
+
+  it('validates ring size, base, enable and kick/call/err payloads with the wire types', () => {
+    expect(decodeVringNum(msg(Req.SET_VRING_NUM, encodeVringState(1, 32768)))).toEqual({ index: 1, num: 32768 });
+    eproto(() => decodeVringNum(msg(Req.SET_VRING_NUM, encodeVringState(0, 96))), /queue 0 size 96 is not a power of two in 1\.\.32768/);
+    eproto(() => decodeVringNum(msg(Req.SET_VRING_NUM, encodeVringState(0, 0))), /size 0/);
+    eproto(() => decodeVringNum(msg(Req.SET_VRING_NUM, encodeVringState(0, 65536))), /size 65536/);
+    expect(decodeVringBase(msg(Req.SET_VRING_BASE, encodeVringState(0, 0xffff)))).toEqual({ index: 0, num: 0xffff });
+    eproto(() => decodeVringBase(msg(Req.SET_VRING_BASE, encodeVringState(2, 0x10000))), /queue 2 base 65536 > 0xffff/);
+    expect(decodeVringEnable(msg(Req.SET_VRING_ENABLE, encodeVringState(3, 1)))).toEqual({ index: 3, enable: true });
+    eproto(() => decodeVringEnable(msg(Req.SET_VRING_ENABLE, encodeVringState(0, 2))), /enable value 2 is not 0 or 1/);
+    expect(decodeVringFdMsg(msg(Req.SET_VRING_CALL, encodeU64(5), [9]))).toEqual({ index: 5, hasFd: true });
+    expect(decodeVringFdMsg(msg(Req.SET_VRING_CALL, encodeU64(5 | VRING_NOFD)))).toEqual({ index: 5, hasFd: false });
+    eproto(() => decodeVringFdMsg(msg(Req.SET_VRING_CALL, encodeU64(0x200))), /reserved bits set in 0x200/);
+    eproto(() => decodeVringFdMsg(msg(Req.SET_VRING_KICK, encodeU64(VRING_NOFD), [9])), /NOFD set but 1 fd/);
+    eproto(() => decodeVringFdMsg(msg(Req.SET_VRING_ERR, encodeU64(0))), /expected 1 fd, got 0/);
+  });
+
+  it('hands an fd over only when the taker returns; a throwing taker leaves it with the message', () => {
+    const m = msg(Req.SET_VRING_KICK, encodeU64(0), [42]);
+    expect(() => handOverFd(m, 0, () => { throw new Error('refused'); })).toThrow('refused');
+    expect(m.fds).toEqual([42]);
+    let got = -1;
+    handOverFd(m, 0, (fd) => { got = fd; });
+    expect(got).toBe(42);
+    expect(m.fds).toEqual([-1]);
+    eproto(() => handOverFd(m, 0, () => undefined), /has no fd #0/);
+    expect(hasOwnReply(Req.GET_VRING_BASE)).toBe(true);
+    expect(hasOwnReply(Req.SET_VRING_BASE)).toBe(false);
   });
 });

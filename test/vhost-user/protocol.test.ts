@@ -16,7 +16,8 @@ import { startRig, until, type TestRig } from '../harness/setup.js';
 
 const bit = (n: number): bigint => 1n << BigInt(n);
 const ALL_PROTOCOL = bit(ProtocolFeature.MQ) | bit(ProtocolFeature.REPLY_ACK) | bit(ProtocolFeature.CONFIG) |
-  bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeature.BACKEND_REQ);
+  bit(ProtocolFeature.RESET_DEVICE) | bit(ProtocolFeature.CONFIGURE_MEM_SLOTS) | bit(ProtocolFeature.BACKEND_REQ) |
+  bit(ProtocolFeature.INFLIGHT_SHMFD);
 
 /** Open fds of the kinds the transport handles (sockets, eventfds, memfds); the runtime's own
  * pipes and lazily opened files would make a plain count flaky. */

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { closeFd, eventfd, pageSize } from '../../src/native/index.js';
+import { closeFd, eventfd, pageSize, writeCounter } from '../../src/native/index.js';
 import { MemoryTable, type MemoryTableOptions } from '../../src/vhost-user/memory-table.js';
 import {
   SplitRing, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringNeedEvent,
@@ -35,8 +35,9 @@ describe('split ring', () => {
     t.replaceAll(img.regions.map((r) => t.mapRegion(r, r.fd)));
     const dq = new DriverQueue(img, 0, size);
     const broken: string[] = [];
+    const call = eventfd();
     const ring = new SplitRing({ index: 0, size, log: pino({ level: 'silent' }), maxChainBytes: opts.maxChainBytes,
-      onBroken: (_r, reason) => broken.push(reason) });
+      onBroken: (_r, reason) => broken.push(reason), call: { signal: () => { writeCounter(call, 1); return true; } } });
     expect(ring.attach(t, dq.addrs)).toBeNull();
     if (opts.base !== undefined) {
       dq.setAvailIdx(opts.base);
@@ -47,8 +48,6 @@ describe('split ring', () => {
     ring.start(opts.base ?? 0);
     ring.active = true;
     ring.eventIdx = opts.eventIdx ?? false;
-    const call = eventfd();
-    ring.callFd = call;
     dq.callFd = call;
     cleanups.push(() => {
       closeFd(call);
