@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the QEMU test guest: Debian's 6.12 amd64 kernel (downloaded with `apt-get download`,
 # the only network access) and a small busybox-static initramfs whose /init loads
-# virtio_blk, btrfs and f2fs, mounts the host's / read-only over virtiofs and runs a command or a shell
+# virtio_blk, btrfs, f2fs and ext4, mounts the host's / read-only over virtiofs and runs a command or a shell
 # (qemu-scripts/qemu-guest/init). Everything goes into a cache directory outside the repo.
 #
 # Usage: qemu-scripts/build-qemu-guest.sh [-q|--quiet] [--force] [--dry-run]
@@ -41,7 +41,8 @@ recipe_version=2
 # crc32c_generic and crc32_generic: btrfs (through libcrc32c) and f2fs ask the crypto API for
 # crc32c and crc32 at mount time; those soft dependencies are not in the modules' depends=,
 # and the guest has no modprobe to load them on request (f2fs mount fails with ENOENT).
-modules=(virtio_blk crc32c_generic crc32_generic btrfs f2fs)
+# ext4 is modular in the amd64 kernel (regular-disk tests make one on the served disk).
+modules=(virtio_blk crc32c_generic crc32_generic btrfs f2fs ext4)
 builtin_required=(CONFIG_VIRTIO_PCI CONFIG_VIRTIO_FS CONFIG_FUSE_FS CONFIG_DEVTMPFS
   CONFIG_BLK_DEV_INITRD CONFIG_RD_GZIP CONFIG_IO_URING CONFIG_AIO CONFIG_SYSVIPC
   CONFIG_BLK_DEV_ZONED CONFIG_SERIAL_8250_CONSOLE)
