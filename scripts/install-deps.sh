@@ -41,6 +41,9 @@ packages=(
   cpio gzip
   # run-uml.sh: timeout/setsid/flock/mktemp
   coreutils
+  # headless browser for the live page and zone map tests (test/observe/live-page.test.ts,
+  # driven over the DevTools protocol on a pipe; no npm browser package)
+  chromium
 )
 
 missing=()

@@ -1,6 +1,9 @@
 // The one interface every backend (file emulation, host zoned device, memory) implements.
 // blk/ calls it; it never sees descriptors, only byte views of guest memory (iovecs).
-import type { ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
+import type { ZoneCond, ZoneOp, ZoneResult, ZoneSink, ZoneType } from '../zoned/types.js';
+
+/** Zone reports go to a ZoneSink (defined with the zone vocabulary; re-exported for the users of this interface). */
+export type { ZoneSink };
 
 /** Scatter/gather list: views into mapped guest memory, never copies. */
 export type IoVec = readonly Uint8Array[];
@@ -43,13 +46,6 @@ export interface ZoneDescriptor {
   cond: ZoneCond;
 }
 
-/**
- * Receives zone descriptors during a report without allocating one object per zone.
- * Returns false to stop early (output buffer full).
- */
-export type ZoneSink = (start: number, len: number, cap: number, wp: number,
-  type: ZoneType, cond: ZoneCond) => boolean;
-
 export interface AppendResult {
   result: ZoneResult;
   /** Sector where the data landed; meaningful only when result is OK. */
@@ -71,7 +67,10 @@ export interface Backend {
    * Resolves the number of zones passed to the sink (sink returning false stops it).
    */
   reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number>;
-  /** ZONE_OPEN/CLOSE/FINISH/RESET/RESET_ALL (sector = zone start; ignored for RESET_ALL). */
+  /**
+   * ZONE_OPEN/CLOSE/FINISH/RESET/RESET_ALL (sector = zone start; ignored for RESET_ALL), and
+   * the fault operations SET_READONLY, SET_OFFLINE and CLEAR_FAULT of the emulation.
+   */
   zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult>;
   /**
    * Regular disks: the guest no longer needs [sector, sector + sectors); free its space if the

@@ -1,11 +1,11 @@
 // An emulated host-managed disk: the zone engine decides, a Storage moves the bytes.
 // Shared by the memory and file backends so both answer identically.
 import type { Logger } from 'pino';
-import type { AppendResult, Backend, BackendInfo, IoVec, ZoneSink } from './backend.js';
+import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
 import { iovBytes, iovFill, iovSlice } from './iovec.js';
 import type { Storage } from './storage.js';
 import { ZoneEngine } from '../zoned/zone-engine.js';
-import { SECTOR_SHIFT, SECTOR_SIZE, ZoneOp, ZoneResult } from '../zoned/types.js';
+import { SECTOR_SHIFT, SECTOR_SIZE, ZoneOp, ZoneResult, type ZoneSink } from '../zoned/types.js';
 
 type Resolver = (r: ZoneResult) => void;
 

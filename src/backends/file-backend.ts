@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { makeGeometry, type GeometryInput, type ZoneGeometry } from '../zoned/geometry.js';
-import { ZoneEngine, type PersistedZoneState } from '../zoned/zone-engine.js';
+import { ZoneEngine } from '../zoned/zone-engine.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
 import { ZoneType } from '../zoned/types.js';
 import * as native from '../native/index.js';
 import type { IoVec } from './backend.js';
@@ -13,7 +14,7 @@ import { EmulatedBackend } from './emulated-backend.js';
 import { iovBytes, iovSlice } from './iovec.js';
 import {
   HEADER_BLOCK, ZONE_ENTRY_SIZE, decodeHeader, decodeZoneEntry, encodeHeader, encodeZoneEntry,
-  imageLayout, serialFromUuid, type ImageHeader, type Preallocation, type ZoneEntry,
+  imageLayout, serialFromUuid, type ImageHeader, type Preallocation,
 } from './image-format.js';
 import { errnoNameOf, formatBytes, hostFileError, onHostFile } from './host-file-error.js';
 import { filesystemOf, lockHolder, probeMaxFileSize, processFileSizeLimit } from './host-filesystem.js';
@@ -296,7 +297,7 @@ export interface ImageProblem {
   message: string;
   repair?: string;
   /** The zone's entry as read (null: unreadable); undefined for image-wide problems. */
-  entry?: ZoneEntry | null;
+  entry?: PersistedZoneState | null;
 }
 
 /** How much of the image file holds real blocks (st_blocks), against what it could hold. */
@@ -377,7 +378,7 @@ function zoneTableReader(fd: number, header: ImageHeader): (z: number) => Persis
 }
 
 /** Conventional zones store their full extent; sequential ones their write pointer. */
-function conventionalEntry(engine: ZoneEngine, z: number): ZoneEntry {
+function conventionalEntry(engine: ZoneEngine, z: number): PersistedZoneState {
   const end = engine.zoneStart(z) + engine.zoneLen(z);
   return { wp: end, dataEnd: end, flags: 0 };
 }
@@ -467,7 +468,7 @@ export function repairImageFd(fd: number, ins: ImageInspection): string[] {
     if (p.zone < 0) continue;
     const z = p.zone;
     const e = p.entry ?? null;
-    let fixed: ZoneEntry;
+    let fixed: PersistedZoneState;
     if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
       fixed = conventionalEntry(probe, z);
     } else if (e && p.repair?.startsWith('set the data end')) {

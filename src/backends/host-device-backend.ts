@@ -1,19 +1,22 @@
 // A real host zoned block device (SMR disk, ZNS namespace, null_blk, scsi_debug, a dm-linear
 // slice of one) served to the guest: `serve --device /dev/X`.
 //
-// The device is the authority on zone state; this backend keeps a copy of each zone's type,
-// condition and write pointer (read with BLKREPORTZONE at open, advanced by its own writes,
+// The device is the authority on zone state; this backend keeps a mirror of it in a zone
+// table (zoned/zone-table.ts: read with BLKREPORTZONE at open, advanced by its own writes,
 // re-read after every zone operation and every error) for three reasons:
 // - Linux has no user-space zone append: an append becomes a write at the zone's write
 //   pointer, with the zone's requests serialised so concurrent appends get distinct,
 //   contiguous sectors (QEMU's file-posix does the same under a mutex);
 // - the host kernel answers almost every zone-rule violation with EIO, which the guest
-//   cannot tell from a media error: requests are checked against the copy first, in the
-//   same order as the zone engine, so the guest gets the file emulation's status codes;
+//   cannot tell from a media error: requests are checked against the mirror first with the
+//   zone engine's own rules (zoned/zone-rules.ts), so the guest gets the emulation's status
+//   codes;
 // - a write crossing a zone boundary would be split by the host kernel and partly succeed:
 //   it must be refused before it reaches the device.
 // Resource limits (open/active zones) are left to the device, whose ETOOMANYREFS/EOVERFLOW
-// become OPEN_RESOURCE/ACTIVE_RESOURCE.
+// become OPEN_RESOURCE/ACTIVE_RESOURCE. Zone faults (SET_READONLY, SET_OFFLINE, CLEAR_FAULT)
+// are emulated in the mirror only: the drive itself is not touched, except that clearing an
+// offline zone resets it on the drive (it comes back EMPTY, as in the emulation).
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
@@ -21,8 +24,15 @@ import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { BLK_ZONE_OP, blkZoneMgmtAsync } from '../native/index.js';
 import { DEFAULT_MAX_APPEND_SECTORS } from '../zoned/geometry.js';
-import { SECTOR_SHIFT, SECTOR_SIZE, ZONE_RESULT_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
-import type { AppendResult, Backend, BackendInfo, IoVec, ZoneSink } from './backend.js';
+import {
+  SECTOR_SHIFT, SECTOR_SIZE, ZONE_RESULT_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType, type ZoneSink,
+} from '../zoned/types.js';
+import {
+  checkAppendAt, checkAppendShape, checkMgmtTarget, checkRead, checkWriteAt, checkWriteShape, condAfterWrite,
+  mgmtStep, readableSectors, reportedWp,
+} from '../zoned/zone-rules.js';
+import { ZONE_FLAG_OFFLINE, ZoneTable, faultCond } from '../zoned/zone-table.js';
+import type { AppendResult, Backend, BackendInfo, IoVec } from './backend.js';
 import { DirectIo } from './direct-io.js';
 import { ERRNO, classifyAfterResync, errnoOf, mapErrno, type HostOp } from './host-errno.js';
 import { probeHostDevice, type HostDeviceFacts } from './host-device-probe.js';
@@ -60,9 +70,8 @@ const MGMT_REQUEST: Record<number, number> = {
 const MGMT_NAMES: Record<number, string> = {
   [ZoneOp.OPEN]: 'open', [ZoneOp.CLOSE]: 'close', [ZoneOp.FINISH]: 'finish', [ZoneOp.RESET]: 'reset',
   [ZoneOp.RESET_ALL]: 'reset-all', [ZoneOp.SET_READONLY]: 'set-readonly', [ZoneOp.SET_OFFLINE]: 'set-offline',
+  [ZoneOp.CLEAR_FAULT]: 'clear-fault',
 };
-
-const isOpen = (c: number): boolean => c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN;
 
 /** The virtio serial (20 bytes max): stable across restarts for the same medium. */
 function serialFor(f: HostDeviceFacts): string {
@@ -99,39 +108,31 @@ export class HostDeviceBackend implements Backend {
   private untracked = 0;
   private untrackedWaiters: (() => void)[] = [];
 
-  // Zone table (zoned devices only), indexed by zone number; sectors are absolute.
-  private readonly zoneSectors: number;
-  private readonly nrZones: number;
   private readonly blockSectors: number;
-  private readonly maxAppendSectors: number;
-  private readonly type: Uint8Array;
-  private readonly cond: Uint8Array;
-  /** Write pointer: where the next write must land (capacity end when FULL). */
-  private readonly wp: Float64Array;
-  private readonly cap: Float64Array;
-  /** End of data in the zone: reads above it return zeroes without touching the device. */
-  private readonly dataEnd: Float64Array;
-  /** Our copy of the zone may be wrong (a re-read failed): re-read before the next use. */
+  /**
+   * The mirror of the drive's zones (zoned devices only). Its write pointers are normalised
+   * as the zone engine keeps them (FULL: capacity end), its data ends tell which sectors read
+   * as zeroes without touching the device, and its fault flags are the emulated faults.
+   */
+  private readonly table: ZoneTable | null;
+  /** The mirror of the zone may be wrong (a re-read failed): re-read before the next use. */
   private readonly stale: Uint8Array;
 
-  private constructor(fd: number, facts: HostDeviceFacts, info: BackendInfo, io: DirectIo, log: Logger | undefined) {
+  private constructor(fd: number, facts: HostDeviceFacts, info: BackendInfo, io: DirectIo, log: Logger | undefined,
+    lastZoneCapacitySectors?: number) {
     this.fd = fd;
     this.facts = facts;
     this.info = info;
     this.io = io;
     this.log = log?.child({ device: facts.path });
-    const z = info.zoned;
-    this.zoneSectors = z ? z.zoneSectors : 0;
-    this.nrZones = z ? z.nrZones : 0;
     this.blockSectors = info.blockSize / SECTOR_SIZE;
-    this.maxAppendSectors = z ? z.maxAppendSectors : 0;
-    const n = this.nrZones;
-    this.type = new Uint8Array(n);
-    this.cond = new Uint8Array(n);
-    this.wp = new Float64Array(n);
-    this.cap = new Float64Array(n);
-    this.dataEnd = new Float64Array(n);
-    this.stale = new Uint8Array(n);
+    const z = info.zoned;
+    this.table = z ? new ZoneTable({
+      capacitySectors: info.capacitySectors, zoneSectors: z.zoneSectors, zoneCapacitySectors: z.zoneCapacitySectors,
+      nrZones: z.nrZones, conventionalZones: z.conventionalZones, blockSectors: this.blockSectors,
+      maxAppendSectors: z.maxAppendSectors,
+    }, lastZoneCapacitySectors) : null;
+    this.stale = new Uint8Array(z ? z.nrZones : 0);
   }
 
   /** Open, probe and validate a host block device. Throws EDEVICE with the reason. */
@@ -183,7 +184,7 @@ export class HostDeviceBackend implements Backend {
           maxActiveZones: facts.maxActiveZones,
           maxAppendSectors: appendLimit(facts, table.seqCap),
         };
-        backend = new HostDeviceBackend(fd, facts, info, io, opts.logger);
+        backend = new HostDeviceBackend(fd, facts, info, io, opts.logger, table.lastCap);
         table.zones.forEach((z, i) => backend.applyZone(i, z, null));
       } else {
         backend = new HostDeviceBackend(fd, facts, info, io, opts.logger);
@@ -202,60 +203,60 @@ export class HostDeviceBackend implements Backend {
     }
   }
 
-  // ---- zone table ------------------------------------------------------------------------
+  // ---- the mirror -----------------------------------------------------------------------
 
-  private zoneOf(sector: number): number { return Math.floor(sector / this.zoneSectors); }
-  private zoneStart(z: number): number { return z * this.zoneSectors; }
-  private zoneLen(z: number): number {
-    return z === this.nrZones - 1 ? this.info.capacitySectors - this.zoneStart(z) : this.zoneSectors;
-  }
+  /** The zone table of a zoned device (every caller has checked info.zoned). */
+  private get zones(): ZoneTable { return this.table as ZoneTable; }
 
   /**
-   * Take one zone as the device reported it. Write pointers are normalised as the zone
-   * engine keeps them (FULL → capacity end), so the same checks apply. `finishedAt` is the
-   * data end to keep when the zone was just finished (the rest of it reads as zeroes).
+   * Take one zone as the device reported it into the mirror. `finishedAt` is the data end to
+   * keep when the zone was just finished (the rest of it reads as zeroes). An emulated fault
+   * stays over whatever the device says.
    */
   private applyZone(z: number, hz: HostZone, finishedAt: number | null): void {
-    const start = this.zoneStart(z);
-    if (hz.start !== start || hz.len !== this.zoneLen(z)) {
-      throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} reported at sector ${hz.start} length ${hz.len}, expected ${start} length ${this.zoneLen(z)}`, hz);
+    const t = this.zones;
+    const start = t.zoneStart(z);
+    if (hz.start !== start || hz.len !== t.zoneLen(z)) {
+      throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} reported at sector ${hz.start} length ${hz.len}, expected ${start} length ${t.zoneLen(z)}`, hz);
     }
-    const wasFull = this.cond[z] === ZoneCond.FULL;
-    const oldDataEnd = this.dataEnd[z];
-    this.type[z] = hz.type;
-    this.cond[z] = hz.cond;
-    this.cap[z] = hz.cap;
     this.stale[z] = 0;
-    const capEnd = start + hz.cap;
-    if (hz.type === BLK_ZONE_TYPE_CONVENTIONAL) {
-      this.wp[z] = this.dataEnd[z] = start + hz.len;
-      return;
+    if (hz.type === BLK_ZONE_TYPE_CONVENTIONAL) { t.setConventional(z); return; }
+    // A finished zone keeps its data end across re-reads (the mirror's wp is the capacity
+    // end for FULL, read-only and offline zones, whose data end is the capacity end too).
+    const wasFull = t.type[z] === ZoneType.SEQ_WRITE_REQUIRED && t.wpOff[z] === t.zoneCap(z);
+    const oldDataOff = t.dataOff[z];
+    t.type[z] = ZoneType.SEQ_WRITE_REQUIRED;
+    const cap = t.zoneCap(z);
+    if (hz.cap !== cap && hz.cond !== ZoneCond.READONLY && hz.cond !== ZoneCond.OFFLINE) {
+      throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} capacity ${hz.cap} differs from the ${cap} sectors served`, hz);
     }
     switch (hz.cond) {
       case ZoneCond.FULL:
-        this.wp[z] = capEnd;
+        t.wpOff[z] = cap;
         // What was written before a finish stays readable; the finished rest reads as zeroes.
-        this.dataEnd[z] = finishedAt ?? (wasFull ? oldDataEnd : capEnd);
-        return;
+        t.dataOff[z] = finishedAt !== null ? finishedAt - start : wasFull ? oldDataOff : cap;
+        break;
       case ZoneCond.READONLY:
       case ZoneCond.OFFLINE:
         // No write pointer; whatever the device returns for a read-only zone is its data.
-        this.wp[z] = this.dataEnd[z] = capEnd;
-        return;
+        t.wpOff[z] = t.dataOff[z] = cap;
+        break;
       default:
-        if (!(hz.wp >= start && hz.wp <= capEnd)) {
-          throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} write pointer ${hz.wp} outside [${start}, ${capEnd}]`, hz);
+        if (!(hz.wp >= start && hz.wp <= start + cap)) {
+          throw new ZbdError('EDEVICE', `${this.facts.path}: zone ${z} write pointer ${hz.wp} outside [${start}, ${start + cap}]`, hz);
         }
-        this.wp[z] = this.dataEnd[z] = hz.wp;
+        t.wpOff[z] = t.dataOff[z] = hz.wp - start;
     }
+    t.cond[z] = faultCond(t.flags[z]) || hz.cond;
   }
 
   /** Re-read zone z from the device (inside its queue). false when even that failed. */
   private async resync(z: number, finishedAt: number | null = null): Promise<boolean> {
     try {
       let got: HostZone | null = null;
-      await reportHostZones(this.fd, this.zoneStart(z), 1, (hz) => { got = hz; return false; });
-      if (!got) throw new ZbdError('EDEVICE', `no zone reported at sector ${this.zoneStart(z)}`, z);
+      const start = this.zones.zoneStart(z);
+      await reportHostZones(this.fd, start, 1, (hz) => { got = hz; return false; });
+      if (!got) throw new ZbdError('EDEVICE', `no zone reported at sector ${start}`, z);
       this.applyZone(z, got, finishedAt);
       return true;
     } catch (err) {
@@ -268,9 +269,10 @@ export class HostDeviceBackend implements Backend {
   /** Re-read every zone (after a reset of all zones; inside the exclusive section). */
   private async resyncAll(): Promise<boolean> {
     try {
+      const nrZones = this.zones.nrZones;
       let z = 0;
-      await reportHostZones(this.fd, 0, this.nrZones, (hz) => { this.applyZone(z, hz, null); z++; });
-      if (z !== this.nrZones) throw new ZbdError('EDEVICE', `re-read ${z} zones of ${this.nrZones}`, z);
+      await reportHostZones(this.fd, 0, nrZones, (hz) => { this.applyZone(z, hz, null); z++; });
+      if (z !== nrZones) throw new ZbdError('EDEVICE', `re-read ${z} zones of ${nrZones}`, z);
       return true;
     } catch (err) {
       this.stale.fill(1);
@@ -283,12 +285,6 @@ export class HostDeviceBackend implements Backend {
     return this.stale[z] === 0 || this.resync(z);
   }
 
-  /** Every zone in [first, last] is conventional. */
-  private allConventional(first: number, last: number): boolean {
-    for (let z = first; z <= last; z++) if (this.type[z] !== BLK_ZONE_TYPE_CONVENTIONAL) return false;
-    return true;
-  }
-
   // ---- data path -------------------------------------------------------------------------
 
   read(sector: number, iov: IoVec): Promise<ZoneResult> {
@@ -299,22 +295,18 @@ export class HostDeviceBackend implements Backend {
     const bytes = iovBytes(iov);
     if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
     const n = bytes >>> SECTOR_SHIFT;
-    if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
-    if (n === 0) return ZoneResult.OK;
+    const t = this.table;
     let dataSectors = n;
-    if (this.info.zoned) {
-      const z = this.zoneOf(sector);
-      const last = this.zoneOf(sector + n - 1);
-      if (z !== last) {
-        if (!this.allConventional(z, last)) return ZoneResult.INVALID;
-      } else if (this.type[z] !== BLK_ZONE_TYPE_CONVENTIONAL) {
-        if (this.cond[z] === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-        // Unwritten sectors read as zeroes, like the file emulation (the spec lets a device
-        // pick its fill pattern; null_blk would return 0xff, scsi_debug stale data).
-        const d = this.dataEnd[z] - sector;
-        dataSectors = d <= 0 ? 0 : d >= n ? n : d;
-      }
+    if (t) {
+      const r = checkRead(t, sector, n);
+      if (r !== ZoneResult.OK) return r;
+      // Unwritten sectors read as zeroes, like the file emulation (the spec lets a device
+      // pick its fill pattern; null_blk would return 0xff, scsi_debug stale data).
+      dataSectors = readableSectors(t, sector, n);
+    } else if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) {
+      return ZoneResult.OUT_OF_RANGE;
     }
+    if (n === 0) return ZoneResult.OK;
     try {
       if (dataSectors < n) iovFill(iovSlice(iov, dataSectors << SECTOR_SHIFT, bytes), 0);
       if (dataSectors > 0) {
@@ -333,23 +325,22 @@ export class HostDeviceBackend implements Backend {
     const bytes = iovBytes(iov);
     if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
     const n = bytes >>> SECTOR_SHIFT;
-    if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
-    if (n === 0) return ZoneResult.OK;
     const bs = this.blockSectors;
-    if (!this.info.zoned) {
+    const t = this.table;
+    if (!t) {
+      if (!(sector >= 0 && n >= 0 && sector + n <= this.info.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+      if (n === 0) return ZoneResult.OK;
       if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
       return this.plainWrite(sector, n, iov, -1);
     }
-    const z = this.zoneOf(sector);
-    const last = this.zoneOf(sector + n - 1);
-    if (this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL) {
-      if (!this.allConventional(z, last)) return ZoneResult.INVALID;
+    const r = checkWriteShape(t, sector, n);
+    if (r !== ZoneResult.OK || n === 0) return r;
+    const z = t.zoneOf(sector);
+    if (t.isConventional(z)) {
       // No read-modify-write for sub-block writes: two racing ones would lose data.
       if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
       return this.plainWrite(sector, n, iov, z);
     }
-    if (z !== last) return ZoneResult.INVALID;
-    if (sector % bs !== 0 || n % bs !== 0) return ZoneResult.UNALIGNED_WP;
     return this.queues.run(z, () => this.seqWrite(z, sector, n, iov, 'write'));
   }
 
@@ -368,22 +359,13 @@ export class HostDeviceBackend implements Backend {
     }
   }
 
-  /** Zone checks in the zone engine's order, then the write at the write pointer (queued per zone). */
-  private checkSeqWrite(z: number, sector: number, n: number): ZoneResult {
-    const c = this.cond[z];
-    if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-    const capEnd = this.zoneStart(z) + this.cap[z];
-    if (this.wp[z] + n > capEnd) return ZoneResult.INVALID;
-    if (sector + n > capEnd) return ZoneResult.INVALID;
-    if (sector !== this.wp[z]) return ZoneResult.UNALIGNED_WP;
-    return ZoneResult.OK;
-  }
-
+  /** The zone rules on the mirror, then the write at the write pointer (queued per zone). */
   private async seqWrite(z: number, sector: number, n: number, iov: IoVec, op: HostOp): Promise<ZoneResult> {
     if (!(await this.fresh(z))) return ZoneResult.IO_ERROR;
-    const r = this.checkSeqWrite(z, sector, n);
+    const t = this.zones;
+    const r = checkWriteAt(t, z, sector, n, false);
     if (r !== ZoneResult.OK) {
-      this.log?.debug({ op, zone: z, sector, sectors: n, wp: this.wp[z], cond: this.cond[z], result: ZONE_RESULT_NAMES[r] }, 'refused by the zone rules');
+      this.log?.debug({ op, zone: z, sector, sectors: n, wp: t.wp(z), cond: t.cond[z], result: ZONE_RESULT_NAMES[r] }, 'refused by the zone rules');
       return r;
     }
     try {
@@ -394,16 +376,13 @@ export class HostDeviceBackend implements Backend {
       // The device may have taken part of the data, and the host kernel refuses further
       // writes to the zone until its write pointer is re-read (zone write plugging).
       const synced = await this.resync(z);
-      const result = mapped ?? (synced ? classifyAfterResync(errno, op, this.cond[z] as ZoneCond, this.wp[z], sector, sector + n) : ZoneResult.IO_ERROR);
-      this.logFailure(op, err, result, { zone: z, sector, sectors: n, wpAfter: this.wp[z], condAfter: this.cond[z] });
+      const result = mapped ?? (synced ? classifyAfterResync(errno, op, t.cond[z] as ZoneCond, t.wp(z), sector, sector + n) : ZoneResult.IO_ERROR);
+      this.logFailure(op, err, result, { zone: z, sector, sectors: n, wpAfter: t.wp(z), condAfter: t.cond[z] });
       return result;
     }
-    const end = sector + n;
-    this.wp[z] = end;
-    this.dataEnd[z] = end;
-    const c = this.cond[z];
-    if (end === this.zoneStart(z) + this.cap[z]) this.cond[z] = ZoneCond.FULL;
-    else if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) this.cond[z] = ZoneCond.IMP_OPEN;
+    const endOff = sector + n - t.zoneStart(z);
+    t.cond[z] = condAfterWrite(t, z, endOff);
+    t.wpOff[z] = t.dataOff[z] = endOff;
     return ZoneResult.OK;
   }
 
@@ -413,24 +392,23 @@ export class HostDeviceBackend implements Backend {
     const bytes = iovBytes(iov);
     if (bytes % SECTOR_SIZE !== 0) return { result: ZoneResult.INVALID, sector: 0 };
     const n = bytes >>> SECTOR_SHIFT;
-    if (!(zoneSector >= 0 && n >= 0 && zoneSector + n <= this.info.capacitySectors)) return { result: ZoneResult.OUT_OF_RANGE, sector: 0 };
-    const z = this.zoneOf(zoneSector);
-    if (this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL || zoneSector !== this.zoneStart(z)) return { result: ZoneResult.INVALID, sector: 0 };
-    if (n > this.maxAppendSectors) return { result: ZoneResult.INVALID, sector: 0 };
-    if (n % this.blockSectors !== 0) return { result: ZoneResult.UNALIGNED_WP, sector: 0 };
+    const t = this.zones;
+    const r = checkAppendShape(t, zoneSector, n);
+    if (r !== ZoneResult.OK) return { result: r, sector: 0 };
+    const z = t.zoneOf(zoneSector);
     return this.queues.run(z, async () => {
       if (!(await this.fresh(z))) return { result: ZoneResult.IO_ERROR, sector: 0 };
-      let target = this.wp[z];
-      if (n === 0) return { result: this.cond[z] === ZoneCond.OFFLINE ? ZoneResult.INVALID : ZoneResult.OK, sector: target };
+      let target = t.wp(z);
+      if (n === 0) return { result: checkAppendAt(t, z, n, false), sector: target };
       let result = await this.seqWrite(z, target, n, iov, 'append');
-      const wpNow = this.wp[z];
+      const wpNow = t.wp(z);
       const landed = wpNow > target && wpNow <= target + n;
       if (result === ZoneResult.IO_ERROR && this.stale[z] === 0 && wpNow !== target && !landed) {
-        // The device's write pointer was not where our copy had it (the zone was changed
+        // The device's write pointer was not where the mirror had it (the zone was changed
         // behind our back) and nothing landed. An append names no sector, so it is not the
         // guest's mistake: try once more at the write pointer just re-read.
-        this.log?.warn({ zone: z, staleWp: target, wp: this.wp[z] }, 'append retried at the re-read write pointer');
-        target = this.wp[z];
+        this.log?.warn({ zone: z, staleWp: target, wp: wpNow }, 'append retried at the re-read write pointer');
+        target = wpNow;
         result = await this.seqWrite(z, target, n, iov, 'append');
       }
       return { result, sector: target };
@@ -460,22 +438,21 @@ export class HostDeviceBackend implements Backend {
 
   /**
    * Reports come from the device itself (BLKREPORTZONE), so the guest sees the device's own
-   * conditions, normalised as the zone engine reports them: FULL and conventional zones with
-   * the write pointer at the zone end, read-only and offline zones without one.
+   * conditions (with the emulated faults over them), normalised as the zone engine reports
+   * them: FULL and conventional zones with the write pointer at the zone end, read-only and
+   * offline zones without one.
    */
   async reportZones(sector: number, maxZones: number, sink: ZoneSink): Promise<number> {
-    if (!this.info.zoned || !(sector >= 0 && sector < this.info.capacitySectors) || maxZones <= 0) return 0;
+    const t = this.table;
+    if (!t || !(sector >= 0 && sector < this.info.capacitySectors) || maxZones <= 0) return 0;
     let n = 0;
     try {
       await reportHostZones(this.fd, sector, maxZones, (hz) => {
         if (hz.type === BLK_ZONE_TYPE_SEQWRITE_PREF) {
           throw new ZbdError('EDEVICE', `zone at sector ${hz.start} became sequential-write-preferred`, hz);
         }
-        let wp: number;
-        if (hz.type === BLK_ZONE_TYPE_CONVENTIONAL || hz.cond === ZoneCond.FULL) wp = hz.start + hz.len;
-        else if (hz.cond === ZoneCond.READONLY || hz.cond === ZoneCond.OFFLINE) wp = -1;
-        else wp = hz.wp;
-        if (!sink(hz.start, hz.len, hz.cap, wp, hz.type as ZoneType, hz.cond as ZoneCond)) return false;
+        const cond = faultCond(t.flags[t.zoneOf(hz.start)]) || hz.cond;
+        if (!sink(hz.start, hz.len, hz.cap, reportedWp(cond, hz.start, hz.len, hz.wp), hz.type as ZoneType, cond as ZoneCond)) return false;
         n++;
         return true;
       });
@@ -488,72 +465,80 @@ export class HostDeviceBackend implements Backend {
 
   async zoneMgmt(op: ZoneOp, sector: number): Promise<ZoneResult> {
     if (this.info.readOnly) return ZoneResult.READ_ONLY;
-    if (!this.info.zoned) return ZoneResult.UNSUPPORTED;
-    // Fault injection exists for the emulation only: a real drive decides that itself.
-    if (op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE || op === ZoneOp.CLEAR_FAULT) return ZoneResult.UNSUPPORTED;
+    const t = this.table;
+    if (!t) return ZoneResult.UNSUPPORTED;
     if (op === ZoneOp.RESET_ALL) return this.queues.runExclusive(() => this.resetAll());
-    if (!(sector >= 0 && sector < this.info.capacitySectors)) return ZoneResult.INVALID;
-    const z = this.zoneOf(sector);
-    if (sector !== this.zoneStart(z) || this.type[z] === BLK_ZONE_TYPE_CONVENTIONAL) return ZoneResult.INVALID;
+    const r = checkMgmtTarget(t, sector);
+    if (r !== ZoneResult.OK) return r;
+    const z = t.zoneOf(sector);
     // Queued behind the zone's writes: they finish first, in order, as on a drive's queue.
     return this.queues.run(z, () => this.mgmtOne(op, z));
   }
 
   /**
-   * Which transitions are possible is decided on our copy, in the zone engine's terms (the
-   * device would answer an impossible one with a bare EIO, or not at all: scsi_debug closes
-   * an empty zone silently). The copy can only lag the device by implicit closes the device
+   * Whether the operation is possible is decided on the mirror by the zone rules (the device
+   * would answer an impossible one with a bare EIO, or not at all: scsi_debug closes an
+   * empty zone silently). The mirror can only lag the device by implicit closes the device
    * made on its own (IMP_OPEN shown where the device has CLOSED), and every operation treats
-   * those two conditions alike, so the decision is the device's own.
+   * those two conditions alike, so the decision is the device's own. The new state is the
+   * device's: the zone is re-read after the operation.
    */
   private async mgmtOne(op: ZoneOp, z: number): Promise<ZoneResult> {
     if (!(await this.fresh(z))) return ZoneResult.IO_ERROR;
-    const c = this.cond[z];
-    const start = this.zoneStart(z);
-    let issue: boolean;
-    switch (op) {
-      case ZoneOp.OPEN:
-        if (c === ZoneCond.EXP_OPEN) return ZoneResult.OK;
-        issue = c === ZoneCond.IMP_OPEN || c === ZoneCond.EMPTY || c === ZoneCond.CLOSED;
-        break;
-      case ZoneOp.CLOSE:
-        if (c === ZoneCond.CLOSED) return ZoneResult.OK;
-        issue = isOpen(c);
-        break;
-      case ZoneOp.FINISH:
-        if (c === ZoneCond.FULL) return ZoneResult.OK;
-        issue = isOpen(c) || c === ZoneCond.EMPTY || c === ZoneCond.CLOSED;
-        break;
-      case ZoneOp.RESET:
-        if (c === ZoneCond.EMPTY) return ZoneResult.OK;
-        issue = isOpen(c) || c === ZoneCond.CLOSED || c === ZoneCond.FULL;
-        break;
-      default:
-        return ZoneResult.UNSUPPORTED;
+    const t = this.zones;
+    const c = t.cond[z];
+    const step = mgmtStep(op, t, z);
+    if (step.result !== ZoneResult.OK) {
+      this.log?.debug({ op: MGMT_NAMES[op], zone: z, cond: c, result: ZONE_RESULT_NAMES[step.result] }, 'zone operation refused by the zone rules');
+      return step.result;
     }
-    if (!issue) {
-      this.log?.debug({ op: MGMT_NAMES[op], zone: z, cond: c }, 'zone operation refused: not possible in this condition');
-      return ZoneResult.INVALID;
+    if (!step.changed) return ZoneResult.OK;
+    if (op === ZoneOp.SET_READONLY || op === ZoneOp.SET_OFFLINE) {
+      // Emulated in the mirror; the device's own state stays underneath for CLEAR_FAULT.
+      t.flags[z] = step.flags;
+      t.cond[z] = step.cond;
+      this.log?.info({ op: MGMT_NAMES[op], zone: z, condBefore: c }, 'zone fault set (emulated; the device is not touched)');
+      return ZoneResult.OK;
     }
-    const dataEndBefore = this.dataEnd[z];
+    const start = t.zoneStart(z);
+    const dataEndBefore = t.dataEnd(z);
+    let request = MGMT_REQUEST[op];
+    if (op === ZoneOp.CLEAR_FAULT) {
+      // A read-only zone is back as the device has it; an offline one comes back EMPTY, its
+      // data gone: reset on the device.
+      const wasOffline = (t.flags[z] & ZONE_FLAG_OFFLINE) !== 0;
+      t.flags[z] = 0;
+      if (!wasOffline) {
+        this.log?.info({ op: MGMT_NAMES[op], zone: z, condBefore: c }, 'zone fault cleared');
+        return (await this.resync(z)) ? ZoneResult.OK : ZoneResult.IO_ERROR;
+      }
+      request = BLK_ZONE_OP.RESET;
+    }
     try {
-      await blkZoneMgmtAsync(this.fd, MGMT_REQUEST[op], start, this.zoneLen(z));
+      await blkZoneMgmtAsync(this.fd, request, start, t.zoneLen(z));
     } catch (err) {
       const errno = errnoOf(err);
       const mapped = mapErrno(errno, 'mgmt');
       const synced = await this.resync(z);
-      const result = mapped ?? (synced ? classifyAfterResync(errno, 'mgmt', this.cond[z] as ZoneCond, this.wp[z], start, start) : ZoneResult.IO_ERROR);
-      this.logFailure(MGMT_NAMES[op], err, result, { zone: z, sector: start, condBefore: c, condAfter: this.cond[z] });
+      const result = mapped ?? (synced ? classifyAfterResync(errno, 'mgmt', t.cond[z] as ZoneCond, t.wp(z), start, start) : ZoneResult.IO_ERROR);
+      this.logFailure(MGMT_NAMES[op], err, result, { zone: z, sector: start, condBefore: c, condAfter: t.cond[z] });
       return result;
     }
+    if (op === ZoneOp.CLEAR_FAULT) this.log?.info({ op: MGMT_NAMES[op], zone: z, condBefore: c }, 'zone fault cleared: zone reset on the device');
     // The device decides the new condition (close of an empty zone → EMPTY, which zone it
     // closed implicitly...): take it from the device.
     if (!(await this.resync(z, op === ZoneOp.FINISH ? dataEndBefore : null))) return ZoneResult.IO_ERROR;
     return ZoneResult.OK;
   }
 
-  /** Reset of every zone: one ranged BLKRESETZONE over the whole device, which the kernel issues as REQ_OP_ZONE_RESET_ALL. */
+  /**
+   * Reset of every zone: one ranged BLKRESETZONE over the whole device, which the kernel
+   * issues as REQ_OP_ZONE_RESET_ALL. With emulated faults, zone by zone instead, leaving the
+   * faulted zones (and their data) alone as the emulation does.
+   */
   private async resetAll(): Promise<ZoneResult> {
+    const t = this.zones;
+    if (t.flags.some((f) => f !== 0)) return this.resetEach();
     try {
       await blkZoneMgmtAsync(this.fd, BLK_ZONE_OP.RESET, 0, this.info.capacitySectors);
     } catch (err) {
@@ -566,15 +551,34 @@ export class HostDeviceBackend implements Backend {
     return (await this.resyncAll()) ? ZoneResult.OK : ZoneResult.IO_ERROR;
   }
 
+  private async resetEach(): Promise<ZoneResult> {
+    const t = this.zones;
+    let result = ZoneResult.OK;
+    for (let z = 0; z < t.nrZones; z++) {
+      if (t.isConventional(z) || t.flags[z] !== 0) continue;
+      if (!(await this.fresh(z))) { result = ZoneResult.IO_ERROR; continue; }
+      if (!mgmtStep(ZoneOp.RESET_ALL, t, z).changed) continue;
+      try {
+        await blkZoneMgmtAsync(this.fd, BLK_ZONE_OP.RESET, t.zoneStart(z), t.zoneLen(z));
+      } catch (err) {
+        const r = mapErrno(errnoOf(err), 'mgmt') ?? ZoneResult.IO_ERROR;
+        this.logFailure('reset-all', err, r, { zone: z });
+        if (result === ZoneResult.OK) result = r;
+      }
+    }
+    return (await this.resyncAll()) ? result : ZoneResult.IO_ERROR;
+  }
+
   private logFailure(op: string, err: unknown, result: ZoneResult, ctx: Record<string, unknown>): void {
     const errno = errnoOf(err);
     const level = result === ZoneResult.IO_ERROR ? 'error' : 'warn';
     this.log?.[level]({ op, err, errno, result: ZONE_RESULT_NAMES[result], ...ctx }, `${op} failed on the device`);
   }
 
-  /** Our copy of one zone (tests and diagnostics): condition, write pointer, data end. */
-  zoneState(z: number): { type: number; cond: number; wp: number; cap: number; dataEnd: number } {
-    return { type: this.type[z], cond: this.cond[z], wp: this.wp[z], cap: this.cap[z], dataEnd: this.dataEnd[z] };
+  /** The mirror of one zone (tests and diagnostics): condition, write pointer, data end; absolute sectors. */
+  zoneState(z: number): { type: number; cond: number; wp: number; cap: number; dataEnd: number; flags: number } {
+    const t = this.zones;
+    return { type: t.type[z], cond: t.cond[z], wp: t.wp(z), cap: t.zoneCap(z), dataEnd: t.dataEnd(z), flags: t.flags[z] };
   }
 
   async close(): Promise<void> {
@@ -593,14 +597,14 @@ export class HostDeviceBackend implements Backend {
   }
 }
 
-interface ZoneTable { zones: HostZone[]; conventional: number; seqCap: number }
+interface HostZoneList { zones: HostZone[]; conventional: number; seqCap: number; lastCap: number }
 
 /**
  * Read and validate all zones at open: the guest block layer refuses (and the host kernel
  * itself would have refused) anything else, so a device that breaks these rules is refused
  * here with the zone that breaks them.
  */
-function readZoneTable(devPath: string, fd: number, f: HostDeviceFacts): ZoneTable {
+function readZoneTable(devPath: string, fd: number, f: HostDeviceFacts): HostZoneList {
   const fail = (message: string, value?: unknown): ZbdError => new ZbdError('EDEVICE', `${devPath}: ${message}`, value);
   const zs = f.zoneSectors;
   if (!(zs > 0 && (zs & (zs - 1)) === 0 && zs <= 2 ** 31)) throw fail(`zone size ${zs} sectors is not a power of two up to 2^31 (virtio zone_sectors)`, zs);
@@ -628,7 +632,7 @@ function readZoneTable(devPath: string, fd: number, f: HostDeviceFacts): ZoneTab
     else if (z.cap !== seqCap && i !== zones.length - 1) throw fail(`zone ${i} capacity ${z.cap} differs from the other sequential zones (${seqCap})`, z);
   });
   if (seqCap < 0) throw fail('has only conventional zones: nothing zoned to serve', conventional);
-  return { zones, conventional, seqCap };
+  return { zones, conventional, seqCap, lastCap: zones[zones.length - 1].cap };
 }
 
 /**

@@ -16,6 +16,7 @@
 import { ZbdError } from '../errors.js';
 import { makeGeometry, type ZoneGeometry } from '../zoned/geometry.js';
 import { crc32 } from './crc32.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
 
 export const IMAGE_MAGIC = 'VUZBDIMG';
 export const IMAGE_VERSION = 1;
@@ -149,9 +150,7 @@ export function decodeHeader(buf: Uint8Array, fileSize: number, allowBadChecksum
   return { header: { geometry, zoneTableOffset, dataOffset, uuid, profile, preallocation, fileSize: layout.fileSize }, checksumOk };
 }
 
-export interface ZoneEntry { wp: number; dataEnd: number; flags: number }
-
-export function encodeZoneEntry(e: ZoneEntry, out: Uint8Array): void {
+export function encodeZoneEntry(e: PersistedZoneState, out: Uint8Array): void {
   const dv = new DataView(out.buffer, out.byteOffset, ZONE_ENTRY_SIZE);
   dv.setBigUint64(0, BigInt(e.wp), true);
   dv.setBigUint64(8, BigInt(e.dataEnd), true);
@@ -173,7 +172,7 @@ function u64le(buf: Uint8Array, off: number): number {
 }
 
 /** Decode one entry; null when its checksum does not match (torn or corrupted). */
-export function decodeZoneEntry(buf: Uint8Array, off: number): ZoneEntry | null {
+export function decodeZoneEntry(buf: Uint8Array, off: number): PersistedZoneState | null {
   if (u32le(buf, off + 28) !== crc32(buf, off, off + 28)) return null;
   // Out-of-range values stay representable as -1 so the engine's validation names them.
   return { wp: u64le(buf, off), dataEnd: u64le(buf, off + 8), flags: u32le(buf, off + 16) };

@@ -1,7 +1,7 @@
 // Where an emulated zoned disk keeps its bytes and its zone table. The zone logic lives in
 // EmulatedBackend; a Storage only moves bytes (memory chunks or an image file).
 import type { IoVec } from './backend.js';
-import type { PersistedZoneState } from '../zoned/zone-engine.js';
+import type { PersistedZoneState } from '../zoned/zone-table.js';
 
 export interface Storage {
   /** Fill iov with the bytes at byteOffset (never-written bytes read as zero). */

@@ -262,8 +262,6 @@ export class BlkDevice implements VirtioDevice {
 
   private start(req: Slot): void {
     if (req.kind === RequestKind.REFUSED) { this.refused(req); return; }
-    const f = this.faults;
-    if (f !== null && f.armed && this.injectFault(f, req)) return;
     this.runWithHooks(req);
   }
 
@@ -291,14 +289,23 @@ export class BlkDevice implements VirtioDevice {
     } else {
       if (d.first) this.log.info({ ...ctx, delayMs: d.delayMs }, 'injected delay (first of this rule; more at debug)');
       else this.log.debug({ ...ctx, delayMs: d.delayMs }, 'injected delay');
-      f.delay(d.delayMs, () => this.runWithHooks(req));
+      f.delay(d.delayMs, () => this.execute(req));
     }
     return true;
   }
 
-  /** Runs a parsed request (the device's own start, or a hook that deferred it). */
+  /**
+   * Runs a parsed request (the device's own start, or a hook that deferred it). The fault
+   * rules come after the start hooks, so what they inject (errors, delays) is observed too.
+   */
   run(request: BlkRequest): void {
     const req = request as Slot;
+    const f = this.faults;
+    if (f !== null && f.armed && this.injectFault(f, req)) return;
+    this.execute(req);
+  }
+
+  private execute(req: Slot): void {
     const b = this.backend;
     switch (req.kind) {
       case RequestKind.READ: b.read(req.sector, req.data).then(req.onResult, req.onError); return;
@@ -484,6 +491,9 @@ export class BlkDevice implements VirtioDevice {
   }
 
   get negotiatedFeatures(): bigint { return this.driverFeatures; }
+
+  /** Requests popped from queue q and not yet completed (metrics, live page). */
+  inflightRequests(q: number): number { return this.inflight[q] ?? 0; }
   /** The guest's write cache setting (virtio config writeback): false = write-through. */
   get writebackEnabled(): boolean { return this.writeback; }
   get requestsInFlight(): number {

@@ -1,6 +1,7 @@
 // `vhost-user-zbd ctl`: the control API's client (status, zones, zone faults, error and
 // latency rules, power cut) for a running `serve`. Exit 0 on success; 1 with the API's error
 // message when it refuses; 2 for usage errors.
+import fs from 'node:fs';
 import http from 'node:http';
 import type { Argv } from 'yargs';
 import { ZbdError } from '../errors.js';
@@ -114,9 +115,21 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
   .command('zones', 'the zones, in blkzone report format (as the guest would see them)', (s) => s
     .option('json', { type: 'boolean', default: false })
     .option('zone', { type: 'string', coerce: intArg('--zone'), describe: 'first zone' })
-    .option('count', { type: 'string', coerce: intArg('--count'), describe: 'number of zones' }),
+    .option('count', { type: 'string', coerce: intArg('--count'), describe: 'number of zones' })
+    .option('svg', { type: 'string', describe: 'draw the zones as an SVG zone map into this file instead of listing them' }),
   (a) => done(run(o, async () => {
     const api = apiPathOf(a);
+    if (a.svg) {
+      const q = new URLSearchParams();
+      if (a.zone !== undefined) q.set('zone', String(a.zone));
+      if (a.count !== undefined) q.set('count', String(a.count));
+      const svg = String(await call(api, 'GET', `/zones.svg${q.size ? `?${q}` : ''}`));
+      try { fs.writeFileSync(a.svg, svg); } catch (err) {
+        throw new ZbdError('EARG', `--svg ${a.svg}: cannot write the zone map: ${(err as Error).message}`, a.svg, { cause: err });
+      }
+      o.out(`zone map of ${/data-zones="(\d+)"/.exec(svg)?.[1] ?? '?'} zones written to ${a.svg}`);
+      return;
+    }
     const all: ZoneJson[] = [];
     let next: number | null = a.zone ?? 0;
     let left = a.count ?? Infinity;

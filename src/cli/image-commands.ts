@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import { ZbdError } from '../errors.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
-import { ZoneEngine, persistedCond, reportedWp } from '../zoned/zone-engine.js';
+import { ZoneEngine } from '../zoned/zone-engine.js';
+import { reportedWp } from '../zoned/zone-rules.js';
+import { persistedCond } from '../zoned/zone-table.js';
 import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
 import {
   createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
@@ -12,6 +14,7 @@ import { formatBytes } from '../backends/host-file-error.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { jsonReportHead, jsonReportTail, writeZoneJson, writeZoneLine, ZONE_LINE_MAX } from './report-format.js';
 import { OutputBatch } from './output-batch.js';
+import { writeZoneMapFile } from '../observe/zone-map-file.js';
 
 /** Where command output goes; tests capture it. */
 export interface Out {
@@ -70,7 +73,7 @@ export function cmdCreate(a: CreateArgs, o: Out): number {
   return 0;
 }
 
-export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number }
+export interface ReportArgs { image?: string; device?: string; json?: boolean; zone?: number; count?: number; svg?: string }
 
 /**
  * The zones of an image, streamed: the zone table is read a chunk at a time and each chunk
@@ -81,6 +84,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
   if (!!a.image === !!a.device) throw new ZbdError('EARG', 'report needs exactly one of IMAGE or --device /dev/X', { image: a.image, device: a.device });
   if (a.device) return cmdReportDevice(a, a.device, o);
   const image = a.image as string;
+  if (a.svg) return reportImageSvg(a, image, a.svg, o);
   const { fd, header } = openImageHeader(image, false);
   try {
     const g = header.geometry;
@@ -127,6 +131,21 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
   }
 }
 
+/** `report IMG --svg FILE`: the zone map of the image (or of its --zone/--count window) as a picture. */
+async function reportImageSvg(a: ReportArgs, image: string, file: string, o: Out): Promise<number> {
+  const { backend, header } = openImage(image, { readOnly: true });
+  try {
+    const g = header.geometry;
+    const first = a.zone ?? 0;
+    if (!Number.isInteger(first) || first < 0 || first >= g.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of this image (0..${g.nrZones - 1})`, first);
+    const count = Math.min(a.count ?? g.nrZones, g.nrZones - first);
+    o.out(await writeZoneMapFile(file, backend, { firstZone: first, zoneCount: count, subject: image }));
+    return 0;
+  } finally {
+    await backend.close();
+  }
+}
+
 /**
  * The zones of a host zoned device as the daemon serves them (FULL zones with the write
  * pointer at the zone end, as the guest sees them). Opened read-only and shared, so it can
@@ -140,6 +159,7 @@ async function cmdReportDevice(a: ReportArgs, device: string, o: Out): Promise<n
     const first = a.zone ?? 0;
     if (!Number.isInteger(first) || first < 0 || first >= zi.nrZones) throw new ZbdError('EARG', `--zone ${first} is not a zone of ${device} (0..${zi.nrZones - 1})`, first);
     const count = Math.min(a.count ?? zi.nrZones, zi.nrZones - first);
+    if (a.svg) { o.out(await writeZoneMapFile(a.svg, backend, { firstZone: first, zoneCount: count, subject: device })); return 0; }
     const batch = new OutputBatch(o);
     if (a.json) {
       const f = backend.facts;

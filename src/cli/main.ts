@@ -81,8 +81,9 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .option('device', { type: 'string', describe: 'a host zoned block device instead of an image (opened read-only and shared: works while it is served)' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
       .option('zone', { type: 'string', coerce: positiveInt('--zone'), describe: 'first zone to report' })
-      .option('count', { type: 'string', coerce: positiveInt('--count'), describe: 'number of zones to report' }),
-    (a) => done(cmdReport({ image: a.image, device: a.device, json: a.json, zone: a.zone, count: a.count }, o)))
+      .option('count', { type: 'string', coerce: positiveInt('--count'), describe: 'number of zones to report' })
+      .option('svg', { type: 'string', describe: 'draw the zones as an SVG zone map into this file instead of listing them' }),
+    (a) => done(cmdReport({ image: a.image, device: a.device, json: a.json, zone: a.zone, count: a.count, svg: a.svg }, o)))
     .command('check <image>', 'check an image for consistency', (c) => c
       .positional('image', { type: 'string', demandOption: true })
       .option('repair', { type: 'boolean', default: false, describe: 'repair what can be repaired without losing acknowledged data' }),

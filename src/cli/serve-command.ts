@@ -23,6 +23,8 @@ import { PowerControl } from '../control/power-cut.js';
 import { POWER_CUT_POLICIES, VolatileCacheBackend, type PowerCutPolicy } from '../control/volatile-cache.js';
 import type { CommandModule } from './main.js';
 import type { Out } from './image-commands.js';
+import { createObserver } from '../observe/observer.js';
+import { startHttpListener, type HttpListener } from '../observe/http-listener.js';
 
 export interface ServeArgs {
   socket: string;
@@ -44,6 +46,9 @@ export interface ServeArgs {
   logLevel: LevelWithSilent;
   /** Print ready-to-paste VM command lines once listening. */
   hints: boolean;
+  /** HOST:PORT of the read-only HTTP listener (live page, /metrics, /zones). */
+  http?: string;
+  httpAllowRemote?: boolean;
   /** Control API socket: a path, 'none', or undefined for SOCKET.api. */
   api?: string;
   /** Emulate a volatile write cache: unflushed writes can be lost by a power cut. */
@@ -130,6 +135,8 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   const faults = new FaultRules();
   device.faults = faults;
   const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  const observer = createObserver({ device, backend, server, subject: a.image ?? a.device ?? '(memory)', logger: log });
+  let http: HttpListener | null = null;
   const power = new PowerControl({
     server, backend, cache, logger: log,
     onDisconnect: a.powerCutOnDisconnect ? { policy: a.powerCutPolicy ?? 'all', seed: a.powerCutSeed } : null,
@@ -142,6 +149,8 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
       device, backend, server, faults, power, cache, queueSize: a.queueSize, startedAt: Date.now(), logger: log,
       source: { image: a.image, device: a.device, memory: a.memory },
     });
+    // GET /metrics, /zones.svg, /live.json on the control socket too.
+    observer.registerApiRoutes(router);
     api = new ApiServer({ router, logger: log.child({ api: 'control' }), mayChange: true });
   }
   // Handlers go in before the socket exists: whoever sees the socket may signal at once, and a
@@ -156,6 +165,8 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
     power.stop();
     (async () => {
       let code = 0;
+      observer.close();
+      try { await http?.close(); } catch (err) { log.error({ err }, 'closing the HTTP listener failed'); }
       try { await api?.close(); } catch (err) { log.error({ err }, 'closing the control API failed'); code = 1; }
       try { await server.close(); } catch (err) { log.error({ err }, 'closing the server failed'); code = 1; }
       try { await backend.close(); } catch (err) { log.error({ err }, 'closing the disk failed'); code = 1; }
@@ -172,12 +183,15 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
   try {
+    if (a.http) http = await startHttpListener({ address: a.http, allowRemote: !!a.httpAllowRemote, routes: observer.routes, logger: log });
     // The control socket first: whoever sees the vhost-user socket may use the API at once.
     if (api && apiPath) await api.listenUnix(apiPath);
     server.listen();
   } catch (err) {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
+    observer.close();
+    await http?.close();
     await api?.close();
     await backend.close();
     throw err;
@@ -221,6 +235,8 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('read-only', { type: 'boolean', default: false })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
   .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' })
+  .option('http', { type: 'string', describe: 'HOST:PORT: read-only HTTP listener with the live zone-map page (/), Prometheus /metrics, /zones, /zones.svg, /events; loopback only' })
+  .option('http-allow-remote', { type: 'boolean', default: false, describe: 'let --http bind a non-loopback address (no authentication: anyone who reaches it reads the metrics and zones)' })
   .option('api', { type: 'string', describe: 'control API socket (HTTP/JSON, 0600), or "none"; default SOCKET.api (see ctl)' })
   .option('volatile-cache', { type: 'boolean', default: false, describe: 'emulate a volatile write cache: while the guest has its cache enabled, writes no flush covers are lost by a power cut (ctl power-cut)' })
   .option('power-cut-on-disconnect', { type: 'boolean', default: false, describe: 'the front-end going away (VM killed) is a power cut: with --volatile-cache, unflushed writes are lost by --power-cut-policy' })
@@ -230,6 +246,6 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   socket: a.socket, image: a.image, memory: a.memory, device: a.device, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
   conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
   model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
-  logLevel: a['log-level'], hints: a.hints, api: a.api, volatileCache: a['volatile-cache'],
+  logLevel: a['log-level'], hints: a.hints, http: a.http, httpAllowRemote: a['http-allow-remote'], api: a.api, volatileCache: a['volatile-cache'],
   powerCutOnDisconnect: a['power-cut-on-disconnect'], powerCutPolicy: a['power-cut-policy'], powerCutSeed: a['power-cut-seed'],
 }, o)));

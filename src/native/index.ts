@@ -1,6 +1,7 @@
-// The typed door to the native addon (native/addon.cc): unix sockets that pass fds,
-// shared memory mappings, eventfd counters, fd polling on the Node loop, file locks and
-// the Linux zoned block device ioctls. This is the only module that loads the addon.
+// The typed door to the native addon (native/*.cc, one file per concern): unix sockets
+// that pass fds, shared memory mappings, eventfd counters, fd polling on the Node loop, file
+// locks and fallocate, the Linux zoned block device ioctls and io_uring. This is the only
+// module that loads the addon.
 //
 // Every argument is validated here; a bad one throws ZbdError 'EARG' before any system
 // call. A failing system call throws NativeError (a ZbdError with code 'ENATIVE') carrying

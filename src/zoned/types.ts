@@ -50,11 +50,19 @@ export const enum ZoneOp {
   /** Fault injection (not a guest command): take the zone offline. */
   SET_OFFLINE = 6,
   /**
-   * Test-tool convenience no drive has (control API): return a faulted zone to service, an
-   * offline one EMPTY (its data is gone), a read-only one to the condition its write pointer gives.
+   * Fault injection (not a guest command, and nothing a drive can do): return a read-only
+   * zone to the condition its write pointer says, an offline one to EMPTY without its data.
    */
   CLEAR_FAULT = 7,
 }
+
+/**
+ * Receives the zones of a report one by one, without an object per zone; `wp` is -1 where
+ * the zone has no write pointer (all ones on the wire). Returns false to stop early (output
+ * buffer full).
+ */
+export type ZoneSink = (start: number, len: number, cap: number, wp: number,
+  type: ZoneType, cond: ZoneCond) => boolean;
 
 export const SECTOR_SHIFT = 9;
 export const SECTOR_SIZE = 512;

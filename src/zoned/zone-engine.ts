@@ -1,46 +1,16 @@
 // The zone engine: a pure model of a host-managed zoned drive. It decides every request
-// (status, target sector, state transitions) and keeps the zone table; it never does I/O.
-// Backends perform the data transfer it allows and persist what it marks dirty.
+// (status, target sector, state transitions) with the zone rules on its zone table, and adds
+// what only an emulated drive has: open/active resource accounting with implicit closes,
+// writes in flight, and the durable state to persist. It never does I/O. Backends perform
+// the data transfer it allows and persist what it marks dirty.
 import { ZbdError } from '../errors.js';
 import type { ZoneGeometry } from './geometry.js';
-import { ZoneCond, ZoneOp, ZoneResult, ZoneType } from './types.js';
-
-/** Persistent per-zone flags (fault injection survives restarts). */
-export const ZONE_FLAG_READONLY = 1;
-export const ZONE_FLAG_OFFLINE = 2;
-
-/** What a backend stores per zone; open conditions are deliberately not persistent. */
-export interface PersistedZoneState {
-  /** Write pointer, absolute sector (only data below it was acknowledged). */
-  wp: number;
-  /** End of real data, absolute sector (< wp only for a zone finished early). */
-  dataEnd: number;
-  flags: number;
-}
-
-/** The condition a sequential zone comes back in from its persisted state: open zones come back CLOSED (or EMPTY), as after power loss. */
-export function persistedCond(p: PersistedZoneState, start: number, capEnd: number): ZoneCond {
-  if (p.flags & ZONE_FLAG_OFFLINE) return ZoneCond.OFFLINE;
-  if (p.flags & ZONE_FLAG_READONLY) return ZoneCond.READONLY;
-  if (p.wp === start) return ZoneCond.EMPTY;
-  if (p.wp === capEnd) return ZoneCond.FULL;
-  return ZoneCond.CLOSED;
-}
-
-/**
- * The write pointer a zone report gives: Linux reports conventional and full zones with wp
- * at the zone end, and read-only or offline zones with none (-1); we do the same so host
- * and guest views agree.
- */
-export function reportedWp(cond: ZoneCond, start: number, len: number, wp: number): number {
-  if (cond === ZoneCond.NOT_WP || cond === ZoneCond.FULL) return start + len;
-  if (cond === ZoneCond.READONLY || cond === ZoneCond.OFFLINE) return -1;
-  return wp;
-}
-
-/** Sink for zone reports; `wp` is -1 where the zone has no write pointer (all ones on the wire). */
-export type ReportSink = (start: number, len: number, cap: number, wp: number,
-  type: ZoneType, cond: ZoneCond) => boolean;
+import { ZoneCond, ZoneOp, ZoneResult, type ZoneSink, type ZoneType } from './types.js';
+import {
+  checkAppendAt, checkAppendShape, checkMgmtTarget, checkRead, checkWriteAt, checkWriteShape, condAfterWrite,
+  mgmtStep, readableSectors, reportedWp, writeOpens, type MgmtStep,
+} from './zone-rules.js';
+import { ZONE_FLAG_OFFLINE, ZONE_FLAG_READONLY, ZoneTable, type PersistedZoneState } from './zone-table.js';
 
 /** A write that was allowed but whose data transfer has not completed yet. */
 interface InflightWrite {
@@ -51,21 +21,19 @@ interface InflightWrite {
   token: unknown;
 }
 
-const isOpenCond = (c: number): boolean => c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN;
-
 export class ZoneEngine {
   readonly geo: ZoneGeometry;
+  readonly table: ZoneTable;
 
+  // The table's columns, held directly for the hot path.
   private readonly cond: Uint8Array;
   private readonly flags: Uint8Array;
-  // Write pointers are kept as sectors from the zone start: a zone is at most 2^31 sectors,
-  // so 4 bytes per value instead of 8 for an absolute sector (12 MB less at a million zones).
-  /** Allocated write pointer: where the next write must land. */
+  /** Allocated write pointer (sectors from the zone start): where the next write must land. */
   private readonly wpOff: Uint32Array;
-  /** Durable write pointer: end of the completed, acknowledged prefix. */
-  private readonly durOff: Uint32Array;
-  /** End of readable data; reads between it and the zone end return zeroes. */
+  /** End of readable data (sectors from the zone start). */
   private readonly dataOff: Uint32Array;
+  /** Durable write pointer: end of the completed, acknowledged prefix (= wpOff when idle). */
+  private readonly durOff: Uint32Array;
 
   private nImpOpen = 0;
   private nExpOpen = 0;
@@ -101,22 +69,18 @@ export class ZoneEngine {
 
   constructor(geo: ZoneGeometry, persisted?: (zone: number) => PersistedZoneState) {
     this.geo = geo;
+    const t = new ZoneTable(geo);
+    this.table = t;
+    this.cond = t.cond;
+    this.flags = t.flags;
+    this.wpOff = t.wpOff;
+    this.dataOff = t.dataOff;
     const n = geo.nrZones;
-    this.cond = new Uint8Array(n);
-    this.flags = new Uint8Array(n);
-    this.wpOff = new Uint32Array(n);
     this.durOff = new Uint32Array(n);
-    this.dataOff = new Uint32Array(n);
     this.dirtyMark = new Uint8Array(n);
     for (let z = 0; z < n; z++) {
-      if (z < geo.conventionalZones) {
-        this.cond[z] = ZoneCond.NOT_WP;
-        this.wpOff[z] = this.durOff[z] = this.dataOff[z] = this.zoneLen(z);
-        continue;
-      }
-      // Offsets start at 0: an empty zone.
-      if (persisted) this.load(z, persisted(z));
-      else this.cond[z] = ZoneCond.EMPTY;
+      if (t.isConventional(z)) this.durOff[z] = t.wpOff[z];
+      else if (persisted) this.load(z, persisted(z));
     }
   }
 
@@ -128,7 +92,7 @@ export class ZoneEngine {
     this.flags[z] = p.flags;
     this.wpOff[z] = this.durOff[z] = p.wp - start;
     this.dataOff[z] = p.dataEnd - start;
-    const c = persistedCond(p, start, start + this.zoneCap(z));
+    const c = this.table.restingCond(z);
     this.cond[z] = c;
     if (c === ZoneCond.CLOSED) this.nClosed++;
   }
@@ -152,21 +116,14 @@ export class ZoneEngine {
 
   // ---- geometry helpers -------------------------------------------------------------------
 
-  zoneOf(sector: number): number { return Math.floor(sector / this.geo.zoneSectors); }
-  zoneStart(z: number): number { return z * this.geo.zoneSectors; }
-  zoneLen(z: number): number {
-    return z === this.geo.nrZones - 1 ? this.geo.capacitySectors - this.zoneStart(z) : this.geo.zoneSectors;
-  }
-  zoneCap(z: number): number {
-    if (z < this.geo.conventionalZones) return this.zoneLen(z);
-    return Math.min(this.geo.zoneCapacitySectors, this.zoneLen(z));
-  }
-  zoneType(z: number): ZoneType {
-    return z < this.geo.conventionalZones ? ZoneType.CONVENTIONAL : ZoneType.SEQ_WRITE_REQUIRED;
-  }
+  zoneOf(sector: number): number { return this.table.zoneOf(sector); }
+  zoneStart(z: number): number { return this.table.zoneStart(z); }
+  zoneLen(z: number): number { return this.table.zoneLen(z); }
+  zoneCap(z: number): number { return this.table.zoneCap(z); }
+  zoneType(z: number): ZoneType { return this.table.type[z] as ZoneType; }
   zoneCond(z: number): ZoneCond { return this.cond[z] as ZoneCond; }
   /** Allocated write pointer (where the next write must go). */
-  zoneWp(z: number): number { return this.zoneStart(z) + this.wpOff[z]; }
+  zoneWp(z: number): number { return this.table.wp(z); }
   zoneFlags(z: number): number { return this.flags[z]; }
   /** What the backend must persist for zone z. */
   persistedState(z: number): PersistedZoneState {
@@ -255,86 +212,53 @@ export class ZoneEngine {
 
   /** Decide a read. On OK, readDataSectors tells how much of it is backed by data. */
   checkRead(sector: number, nsectors: number): ZoneResult {
-    const g = this.geo;
-    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
-    this.readDataSectors = nsectors;
-    if (nsectors === 0) return this.emptyRequest(sector, false);
-    const z = this.zoneOf(sector);
-    const last = this.zoneOf(sector + nsectors - 1);
-    if (z !== last) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
-    if (z < g.conventionalZones) return ZoneResult.OK;
-    if (this.cond[z] === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-    const dataSectors = this.zoneStart(z) + this.dataOff[z] - sector;
-    this.readDataSectors = dataSectors <= 0 ? 0 : dataSectors >= nsectors ? nsectors : dataSectors;
-    return ZoneResult.OK;
+    const r = checkRead(this.table, sector, nsectors);
+    if (r === ZoneResult.OK) this.readDataSectors = readableSectors(this.table, sector, nsectors);
+    return r;
   }
 
   /** Decide a regular write (OUT). On OK the write pointer is reserved; see completeWrite. */
   beginWrite(sector: number, nsectors: number, token?: unknown): ZoneResult {
-    const g = this.geo;
-    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    const t = this.table;
     this.opZone = -1;
     this.opSector = sector;
-    if (nsectors === 0) return this.emptyRequest(sector, true);
-    const z = this.zoneOf(sector);
-    const last = this.zoneOf(sector + nsectors - 1);
-    if (z < g.conventionalZones) return last < g.conventionalZones ? ZoneResult.OK : ZoneResult.INVALID;
-    if (z !== last) return ZoneResult.INVALID;
-    if (sector % g.blockSectors !== 0 || nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
-    const r = this.checkWritable(z, nsectors);
-    if (r !== ZoneResult.OK) return r;
-    if (sector + nsectors > this.zoneStart(z) + this.zoneCap(z)) return ZoneResult.INVALID;
-    if (sector !== this.zoneStart(z) + this.wpOff[z]) return ZoneResult.UNALIGNED_WP;
+    const r = checkWriteShape(t, sector, nsectors);
+    if (r !== ZoneResult.OK || nsectors === 0) return r;
+    const z = t.zoneOf(sector);
+    if (t.isConventional(z)) return ZoneResult.OK;
+    const r2 = checkWriteAt(t, z, sector, nsectors, this.failedAt.has(z));
+    if (r2 !== ZoneResult.OK) return r2;
     return this.allocate(z, nsectors, token);
   }
 
   /** Decide a zone append at the zone starting at `sector`. On OK, opSector is where it lands. */
   beginAppend(sector: number, nsectors: number, token?: unknown): ZoneResult {
-    const g = this.geo;
-    if (g.maxAppendSectors === 0) return ZoneResult.UNSUPPORTED;
-    if (!(sector >= 0 && nsectors >= 0 && sector + nsectors <= g.capacitySectors)) return ZoneResult.OUT_OF_RANGE;
+    const t = this.table;
     this.opZone = -1;
-    const z = this.zoneOf(sector);
-    if (z < g.conventionalZones || sector !== this.zoneStart(z)) return ZoneResult.INVALID;
-    if (nsectors > g.maxAppendSectors) return ZoneResult.INVALID;
-    if (nsectors % g.blockSectors !== 0) return ZoneResult.UNALIGNED_WP;
-    this.opSector = this.zoneStart(z) + this.wpOff[z];
-    if (nsectors === 0) return this.emptyRequest(sector, true);
-    const r = this.checkWritable(z, nsectors);
+    const r = checkAppendShape(t, sector, nsectors);
     if (r !== ZoneResult.OK) return r;
+    const z = t.zoneOf(sector);
+    this.opSector = t.wp(z);
+    const r2 = checkAppendAt(t, z, nsectors, this.failedAt.has(z));
+    if (r2 !== ZoneResult.OK || nsectors === 0) return r2;
     return this.allocate(z, nsectors, token);
   }
 
-  /** A zero-length request changes nothing but still obeys the zone's condition. */
-  private emptyRequest(sector: number, write: boolean): ZoneResult {
-    if (sector >= this.geo.capacitySectors) return ZoneResult.OK;
-    const c = this.cond[this.zoneOf(sector)];
-    if (c === ZoneCond.OFFLINE || (write && c === ZoneCond.READONLY)) return ZoneResult.INVALID;
-    return ZoneResult.OK;
-  }
-
-  private checkWritable(z: number, nsectors: number): ZoneResult {
-    const c = this.cond[z];
-    if (c === ZoneCond.FULL || c === ZoneCond.READONLY || c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-    if (this.failedAt.has(z)) return ZoneResult.IO_ERROR;
-    if (this.wpOff[z] + nsectors > this.zoneCap(z)) return ZoneResult.INVALID;
-    return ZoneResult.OK;
-  }
-
+  /** Reserve the write pointer for an allowed write: the zone opens implicitly (or fills). */
   private allocate(z: number, nsectors: number, token: unknown): ZoneResult {
     const c = this.cond[z];
-    if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) {
+    if (writeOpens(c)) {
       const r = this.acquireOpen(z);
       if (r !== ZoneResult.OK) return r;
-      this.setCond(z, ZoneCond.IMP_OPEN);
-    } else if (c === ZoneCond.IMP_OPEN) {
-      this.lruTouch(z);
     }
-    const zoneStart = this.zoneStart(z);
-    const start = zoneStart + this.wpOff[z];
+    const startOff = this.wpOff[z];
+    const endOff = startOff + nsectors;
+    const next = condAfterWrite(this.table, z, endOff);
+    if (next !== c) this.setCond(z, next);
+    else if (c === ZoneCond.IMP_OPEN) this.lruTouch(z);
+    this.wpOff[z] = this.dataOff[z] = endOff;
+    const start = this.zoneStart(z) + startOff;
     const end = start + nsectors;
-    this.wpOff[z] = this.dataOff[z] = end - zoneStart;
-    if (end === zoneStart + this.zoneCap(z)) this.setCond(z, ZoneCond.FULL);
     let q = this.inflight.get(z);
     if (!q) { q = []; this.inflight.set(z, q); }
     q.push({ start, end, done: false, ok: false, token });
@@ -391,86 +315,43 @@ export class ZoneEngine {
   // ---- zone management --------------------------------------------------------------------
 
   /**
-   * Zone management. The caller must let in-flight writes of the zone (all zones for
-   * RESET_ALL) complete first: zoneIdle()/idle.
+   * Zone management (the rules' mgmtStep, plus resources), also the fault operations
+   * SET_READONLY, SET_OFFLINE and CLEAR_FAULT. The caller must let in-flight writes of the
+   * zone (all zones for RESET_ALL) complete first: zoneIdle()/idle.
    */
   zoneMgmt(op: ZoneOp, sector: number): ZoneResult {
-    const g = this.geo;
+    const t = this.table;
     if (op === ZoneOp.RESET_ALL) {
-      for (let z = g.conventionalZones; z < g.nrZones; z++) {
-        const c = this.cond[z];
-        if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.resetZone(z);
+      for (let z = 0; z < t.nrZones; z++) {
+        if (t.isConventional(z)) continue;
+        const s = mgmtStep(op, t, z);
+        if (s.changed) this.apply(z, op, s);
       }
       return ZoneResult.OK;
     }
-    if (!(sector >= 0 && sector < g.capacitySectors)) return ZoneResult.INVALID;
-    const z = this.zoneOf(sector);
-    if (sector !== this.zoneStart(z) || z < g.conventionalZones) return ZoneResult.INVALID;
+    const r = checkMgmtTarget(t, sector);
+    if (r !== ZoneResult.OK) return r;
+    const z = t.zoneOf(sector);
     if (!this.zoneIdle(z)) throw new ZbdError('EARG', `zone ${z} management while writes are in flight`, { zone: z, op });
-    const c = this.cond[z];
-    switch (op) {
-      case ZoneOp.OPEN:
-        if (c === ZoneCond.EXP_OPEN) return ZoneResult.OK;
-        if (c === ZoneCond.IMP_OPEN) { this.setCond(z, ZoneCond.EXP_OPEN); return ZoneResult.OK; }
-        if (c === ZoneCond.EMPTY || c === ZoneCond.CLOSED) {
-          const r = this.acquireOpen(z);
-          if (r === ZoneResult.OK) this.setCond(z, ZoneCond.EXP_OPEN);
-          return r;
-        }
-        return ZoneResult.INVALID;
-      case ZoneOp.CLOSE:
-        if (c === ZoneCond.CLOSED) return ZoneResult.OK;
-        if (isOpenCond(c)) { this.setCond(z, this.wpOff[z] === 0 ? ZoneCond.EMPTY : ZoneCond.CLOSED); return ZoneResult.OK; }
-        return ZoneResult.INVALID;
-      case ZoneOp.FINISH: {
-        if (c === ZoneCond.FULL) return ZoneResult.OK;
-        if (c === ZoneCond.EMPTY) {
-          // Finishing an empty zone passes through an open state on real drives.
-          const r = this.acquireOpen(z);
-          if (r !== ZoneResult.OK) return r;
-        } else if (!isOpenCond(c) && c !== ZoneCond.CLOSED) {
-          return ZoneResult.INVALID;
-        }
-        this.dataOff[z] = this.wpOff[z];
-        this.wpOff[z] = this.durOff[z] = this.zoneCap(z);
-        this.setCond(z, ZoneCond.FULL);
-        this.markDirty(z);
-        return ZoneResult.OK;
-      }
-      case ZoneOp.RESET:
-        if (c === ZoneCond.EMPTY) return ZoneResult.OK;
-        if (isOpenCond(c) || c === ZoneCond.CLOSED || c === ZoneCond.FULL) { this.resetZone(z); return ZoneResult.OK; }
-        return ZoneResult.INVALID;
-      case ZoneOp.SET_READONLY:
-        if (c === ZoneCond.OFFLINE) return ZoneResult.INVALID;
-        this.flags[z] |= ZONE_FLAG_READONLY;
-        this.setCond(z, ZoneCond.READONLY);
-        this.markDirty(z);
-        return ZoneResult.OK;
-      case ZoneOp.SET_OFFLINE:
-        this.flags[z] |= ZONE_FLAG_OFFLINE;
-        this.setCond(z, ZoneCond.OFFLINE);
-        this.markDirty(z);
-        return ZoneResult.OK;
-      case ZoneOp.CLEAR_FAULT:
-        if (c === ZoneCond.OFFLINE) {
-          this.flags[z] = 0;
-          this.resetZone(z);
-        } else if (c === ZoneCond.READONLY) {
-          this.flags[z] &= ~ZONE_FLAG_READONLY;
-          this.setCond(z, this.condFromWp(z));
-          this.markDirty(z);
-        }
-        return ZoneResult.OK;
-      default:
-        return ZoneResult.UNSUPPORTED;
+    const s = mgmtStep(op, t, z);
+    if (s.result !== ZoneResult.OK || !s.changed) return s.result;
+    if (s.opens) {
+      const r2 = this.acquireOpen(z);
+      if (r2 !== ZoneResult.OK) return r2;
     }
+    if (s.activates && !this.hasActiveRoom()) return ZoneResult.ACTIVE_RESOURCE;
+    this.apply(z, op, s);
+    return ZoneResult.OK;
   }
 
-  /** Condition of a zone that is not open, from its write pointer (as after a restart). */
-  private condFromWp(z: number): ZoneCond {
-    const off = this.wpOff[z];
-    return off === 0 ? ZoneCond.EMPTY : off === this.zoneCap(z) ? ZoneCond.FULL : ZoneCond.CLOSED;
+  /** Take zone z (idle: nothing in flight above its durable write pointer) to the step's state. */
+  private apply(z: number, op: ZoneOp, s: MgmtStep): void {
+    this.wpOff[z] = this.durOff[z] = s.wpOff;
+    this.dataOff[z] = s.dataOff;
+    this.flags[z] = s.flags;
+    this.setCond(z, s.cond);
+    // Open and close change only conditions, which are not persistent.
+    if (op !== ZoneOp.OPEN && op !== ZoneOp.CLOSE) this.markDirty(z);
   }
 
   /**
@@ -492,20 +373,14 @@ export class ZoneEngine {
     }
     for (let z = this.geo.conventionalZones; z < this.geo.nrZones; z++) {
       const c = this.cond[z];
-      if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.setCond(z, this.condFromWp(z));
+      if (c === ZoneCond.IMP_OPEN || c === ZoneCond.EXP_OPEN || c === ZoneCond.CLOSED || c === ZoneCond.FULL) this.setCond(z, this.table.restingCond(z));
     }
-  }
-
-  private resetZone(z: number): void {
-    this.wpOff[z] = this.durOff[z] = this.dataOff[z] = 0;
-    this.setCond(z, ZoneCond.EMPTY);
-    this.markDirty(z);
   }
 
   // ---- reports ----------------------------------------------------------------------------
 
   /** Report up to maxZones zones from the one containing `sector`. Returns how many were sunk. */
-  report(sector: number, maxZones: number, sink: ReportSink): number {
+  report(sector: number, maxZones: number, sink: ZoneSink): number {
     const g = this.geo;
     if (!(sector >= 0 && sector < g.capacitySectors)) return 0;
     let n = 0;
@@ -513,7 +388,8 @@ export class ZoneEngine {
       const start = this.zoneStart(z);
       const len = this.zoneLen(z);
       const c = this.cond[z] as ZoneCond;
-      if (!sink(start, len, this.zoneCap(z), reportedWp(c, start, len, start + this.wpOff[z]), this.zoneType(z), c)) break;
+      const type = this.zoneType(z);
+      if (!sink(start, len, this.zoneCap(z), reportedWp(c, start, len, start + this.wpOff[z]), type, c)) break;
       n++;
     }
     return n;

@@ -155,6 +155,35 @@ describe('persistence and locking', () => {
     await backend.close();
   });
 
+  it('cleared faults are persisted: read-only back to CLOSED with its data, offline back to EMPTY', async () => {
+    const f = fresh();
+    const blk = Buffer.alloc(4096, 3);
+    {
+      const { backend } = openImage(f);
+      expect(await backend.write(5 * MiB, [blk])).toBe(ZoneResult.OK);
+      expect(await backend.write(6 * MiB, [blk])).toBe(ZoneResult.OK);
+      expect(await backend.zoneMgmt(ZoneOp.SET_READONLY, 5 * MiB)).toBe(ZoneResult.OK);
+      expect(await backend.zoneMgmt(ZoneOp.SET_OFFLINE, 6 * MiB)).toBe(ZoneResult.OK);
+      await backend.close();
+    }
+    {
+      const { backend } = openImage(f);
+      expect(await backend.zoneMgmt(ZoneOp.CLEAR_FAULT, 5 * MiB)).toBe(ZoneResult.OK);
+      expect(await backend.zoneMgmt(ZoneOp.CLEAR_FAULT, 6 * MiB)).toBe(ZoneResult.OK);
+      await backend.close();
+    }
+    const { backend } = openImage(f);
+    const e = backend.engine;
+    expect([e.zoneCond(5), e.zoneWp(5), e.zoneFlags(5)]).toEqual([ZoneCond.CLOSED, 5 * MiB + 8, 0]);
+    expect([e.zoneCond(6), e.zoneWp(6), e.zoneFlags(6)]).toEqual([ZoneCond.EMPTY, 6 * MiB, 0]);
+    const back = Buffer.alloc(4096, 0xee);
+    expect(await backend.read(5 * MiB, [back])).toBe(ZoneResult.OK);
+    expect(back.every((b) => b === 3)).toBe(true);
+    expect(await backend.read(6 * MiB, [back])).toBe(ZoneResult.OK);
+    expect(back.every((b) => b === 0)).toBe(true);
+    await backend.close();
+  });
+
   it('a 1 TiB image is sparse', () => {
     const f = fresh({ capacitySectors: 2 ** 31, zoneSectors: 64 * MiB });
     const st = fs.statSync(f);

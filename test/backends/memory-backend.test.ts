@@ -8,7 +8,8 @@ import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { MemoryStorage } from '../../src/backends/memory-storage.js';
 import type { Storage } from '../../src/backends/storage.js';
 import { makeGeometry, type GeometryInput } from '../../src/zoned/geometry.js';
-import { ZoneEngine, type PersistedZoneState } from '../../src/zoned/zone-engine.js';
+import { ZoneEngine } from '../../src/zoned/zone-engine.js';
+import type { PersistedZoneState } from '../../src/zoned/zone-table.js';
 import { ZoneCond, ZoneOp } from '../../src/zoned/types.js';
 import { cn, rn } from '../zoned/helpers.js';
 
@@ -227,6 +228,30 @@ describe('memory backend data path', () => {
     expect(rn(await be.write(S(2) + 8, [a]))).toBe('INVALID');
     expect((await readBack(be, S(3), 8)).r).toBe('INVALID');
     expect(rn(await be.write(S(3) + 8, [a]))).toBe('INVALID');
+  });
+
+  it('faults live: set while writes are in flight (they finish first), shown in the next report; CLEAR_FAULT brings the zones back', async () => {
+    const be = createMemoryBackend(GEO);
+    const a = pattern(8, 11);
+    const inflight = be.write(S(2), [a]);
+    const set = be.zoneMgmt(ZoneOp.SET_READONLY, S(2));
+    expect(rn(await inflight)).toBe('OK');
+    expect(rn(await set)).toBe('OK');
+    await be.write(S(3), [a]);
+    expect(rn(await be.zoneMgmt(ZoneOp.SET_OFFLINE, S(3)))).toBe('OK');
+    const rep = await zones(be, S(2), 2);
+    expect(rep.map((z) => [z.c, z.wp])).toEqual([['READONLY', -1], ['OFFLINE', -1]]);
+    expect(rn(await be.zoneMgmt(ZoneOp.CLEAR_FAULT, S(2)))).toBe('OK');
+    expect(rn(await be.zoneMgmt(ZoneOp.CLEAR_FAULT, S(3)))).toBe('OK');
+    expect(await zone(be, 2)).toEqual({ c: 'CLOSED', wp: S(2) + 8 });
+    expect(await zone(be, 3)).toEqual({ c: 'EMPTY', wp: S(3) });
+    expect((await readBack(be, S(2), 8)).data).toEqual(a);
+    const gone = await readBack(be, S(3), 8);
+    expect(gone.r).toBe('OK');
+    expect(isZero(gone.data)).toBe(true);
+    expect(rn(await be.write(S(2) + 8, [a]))).toBe('OK');
+    expect(rn(await be.write(S(3), [a]))).toBe('OK');
+    expect((await readBack(be, S(3), 8)).data).toEqual(a);
   });
 });
 

@@ -8,6 +8,7 @@ import {
   BLK_ZONE_OP, blkGetNrZones, blkGetZoneSize, blkReportZones, blkReportZonesAsync, blkZoneMgmt, closeFd, memfdCreate, mmap, munmap,
 } from '../../src/native/index.js';
 import { ZoneCond, ZoneOp, ZoneResult } from '../../src/zoned/types.js';
+import { reportHostZonesSync, type HostZone } from '../../src/backends/host-zone-report.js';
 import { captureLogger } from '../harness/log-capture.js';
 import { pattern, reportAll, zoneAt } from '../conformance/zone-suite.js';
 import { findGuestDevices, makeNullb, nullbAttr, removeNullb } from './devices.js';
@@ -301,6 +302,83 @@ describe('media errors and zones going read-only or offline (configfs null_blk)'
     } finally {
       await again.close();
       nullbAttr(NAME, 'zone_offline', s);
+    }
+  });
+});
+
+describe('emulated zone faults (SET_READONLY, SET_OFFLINE, CLEAR_FAULT) over a real device', () => {
+  const NAME = 'zfault';
+  let dev: string;
+  let b: HostDeviceBackend;
+  const ZS = 16384; // 8 MiB zones; zone 0 conventional
+  beforeAll(() => {
+    dev = makeNullb(NAME, [['zoned', 1], ['size', 64], ['blocksize', 4096], ['zone_size', 8], ['zone_nr_conv', 1],
+      ['memory_backed', 1], ['index', 11]]);
+    b = HostDeviceBackend.open(dev);
+  });
+  afterAll(async () => { await b?.close(); removeNullb(NAME); });
+  /** The zone as the device itself reports it (the faults are the daemon's, not the drive's). */
+  function onDevice(z: number): HostZone {
+    const fd = fs.openSync(dev, fs.constants.O_RDONLY);
+    try {
+      const got: HostZone[] = [];
+      reportHostZonesSync(fd, z * ZS, 1, (hz) => { got.push(hz); return false; });
+      return got[0];
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+  const data = (seed: number): Uint8Array => { const v = view(2 << 20, 8192); v.set(pattern(8192, seed)); return v; };
+
+  it('read-only: writes, appends and zone operations INVALID, reads serve the data, reset-all leaves it; clear brings back the device state', async () => {
+    const s = 2 * ZS;
+    expect(await b.write(s, [data(7)])).toBe(ZoneResult.OK);
+    expect(await b.zoneMgmt(ZoneOp.SET_READONLY, s)).toBe(ZoneResult.OK);
+    expect(await zoneAt(b, s)).toMatchObject({ cond: ZoneCond.READONLY, wp: -1 });
+    expect(onDevice(2)).toMatchObject({ cond: ZoneCond.IMP_OPEN, wp: s + 16 });
+    expect(await b.write(s + 16, [view(0, 4096)])).toBe(ZoneResult.INVALID);
+    expect((await b.append(s, [view(0, 4096)])).result).toBe(ZoneResult.INVALID);
+    expect(await b.zoneMgmt(ZoneOp.FINISH, s)).toBe(ZoneResult.INVALID);
+    expect(await b.zoneMgmt(ZoneOp.RESET, s)).toBe(ZoneResult.INVALID);
+    expect(await b.write(3 * ZS, [view(0, 4096)])).toBe(ZoneResult.OK);
+    expect(await b.zoneMgmt(ZoneOp.RESET_ALL, 0)).toBe(ZoneResult.OK);
+    expect(await zoneAt(b, 3 * ZS)).toMatchObject({ cond: ZoneCond.EMPTY, wp: 3 * ZS });
+    const back = view(4 << 20, 8192);
+    expect(await b.read(s, [back])).toBe(ZoneResult.OK);
+    expect(same(back, pattern(8192, 7))).toBe(true);
+    expect(await b.zoneMgmt(ZoneOp.CLEAR_FAULT, s)).toBe(ZoneResult.OK);
+    expect(b.zoneState(2)).toMatchObject({ cond: ZoneCond.IMP_OPEN, wp: s + 16, flags: 0 });
+    expect(await zoneAt(b, s)).toMatchObject({ cond: ZoneCond.IMP_OPEN, wp: s + 16 });
+    expect(await b.write(s + 16, [view(0, 4096)])).toBe(ZoneResult.OK);
+    expect(await b.zoneMgmt(ZoneOp.CLEAR_FAULT, s)).toBe(ZoneResult.OK); // nothing to clear
+  });
+
+  it('offline: reads and writes INVALID, read-only refused on top; clear resets the zone on the device, EMPTY and zeroes', async () => {
+    const s = 4 * ZS;
+    expect(await b.write(s, [data(9)])).toBe(ZoneResult.OK);
+    expect(await b.zoneMgmt(ZoneOp.SET_OFFLINE, s)).toBe(ZoneResult.OK);
+    expect(await zoneAt(b, s)).toMatchObject({ cond: ZoneCond.OFFLINE, wp: -1 });
+    expect(await b.read(s, [view(0, 4096)])).toBe(ZoneResult.INVALID);
+    expect(await b.write(s + 16, [view(0, 4096)])).toBe(ZoneResult.INVALID);
+    expect(await b.zoneMgmt(ZoneOp.SET_READONLY, s)).toBe(ZoneResult.INVALID);
+    expect(onDevice(4).wp).toBe(s + 16);
+    expect(await b.zoneMgmt(ZoneOp.CLEAR_FAULT, s)).toBe(ZoneResult.OK);
+    expect(onDevice(4)).toMatchObject({ cond: ZoneCond.EMPTY, wp: s });
+    expect(await zoneAt(b, s)).toMatchObject({ cond: ZoneCond.EMPTY, wp: s });
+    const back = view(4 << 20, 8192);
+    expect(await b.read(s, [back])).toBe(ZoneResult.OK);
+    expect(back.every((x) => x === 0)).toBe(true);
+    expect(await b.write(s, [view(0, 4096)])).toBe(ZoneResult.OK);
+  });
+
+  it('faults on a conventional zone or off a zone start are INVALID; on a read-only device READ_ONLY', async () => {
+    expect(await b.zoneMgmt(ZoneOp.SET_OFFLINE, 0)).toBe(ZoneResult.INVALID);
+    expect(await b.zoneMgmt(ZoneOp.SET_READONLY, 5 * ZS + 8)).toBe(ZoneResult.INVALID);
+    const ro = HostDeviceBackend.open(dev, { readOnly: true, exclusive: false });
+    try {
+      expect(await ro.zoneMgmt(ZoneOp.SET_OFFLINE, 5 * ZS)).toBe(ZoneResult.READ_ONLY);
+    } finally {
+      await ro.close();
     }
   });
 });

@@ -190,6 +190,12 @@ describe('unix sockets', () => {
     argError(() => listenUnix(path, -1), /backlog/);
   });
 
+  it('reports a failed recvMsg with its fd and buffer length', () => {
+    const fd = track(eventfd());
+    const e = nativeError(() => recvMsg(fd, new Uint8Array(4), new Int32Array(1)), 'ENOTSOCK', 'recvmsg');
+    expect(e.message).toContain(`fd=${fd}, len=4`);
+  });
+
   it('validates recvMsg/sendMsg arguments', () => {
     const [a] = track(socketpair());
     argError(() => recvMsg(-1, new Uint8Array(1), new Int32Array(1)), /recvMsg: fd must be a file descriptor.*got -1/);
@@ -222,6 +228,13 @@ describe('eventfd counters', () => {
     expect(readCounter(fd)).toBe(2 ** 40 + 3);
     argError(() => writeCounter(fd, -1), /value must be an integer/);
     argError(() => writeCounter(fd, 2 ** 53), /value/);
+  });
+
+  it('reports a failed writeCounter with its fd and value', () => {
+    const fd = eventfd();
+    closeFd(fd);
+    const e = nativeError(() => writeCounter(fd, 5), 'EBADF', 'write');
+    expect(e.message).toContain(`fd=${fd}, value=5`);
   });
 
   it('writeCounter returns false once the counter would overflow', () => {

@@ -13,7 +13,7 @@ export const COND_NAMES: Record<number, string> = {
   0: 'NOT_WP', 1: 'EMPTY', 2: 'IMP_OPEN', 3: 'EXP_OPEN', 4: 'CLOSED', 13: 'READONLY', 14: 'FULL', 15: 'OFFLINE',
 };
 export const OP_NAMES: Record<number, string> = {
-  0: 'OPEN', 1: 'CLOSE', 2: 'FINISH', 3: 'RESET', 4: 'RESET_ALL', 5: 'SET_READONLY', 6: 'SET_OFFLINE',
+  0: 'OPEN', 1: 'CLOSE', 2: 'FINISH', 3: 'RESET', 4: 'RESET_ALL', 5: 'SET_READONLY', 6: 'SET_OFFLINE', 7: 'CLEAR_FAULT',
 };
 export const rn = (r: number): string => RESULT_NAMES[r] ?? `result(${r})`;
 export const cn = (c: number): string => COND_NAMES[c] ?? `cond(${c})`;

@@ -3,7 +3,8 @@
 // releases tokens in sector order per zone; a failed write fails every LATER in-flight write
 // of the zone and, once the zone drains, the wp returns to the durable wp.
 import { describe, expect, it } from 'vitest';
-import type { PersistedZoneState, ZoneEngine } from '../../src/zoned/zone-engine.js';
+import type { ZoneEngine } from '../../src/zoned/zone-engine.js';
+import type { PersistedZoneState } from '../../src/zoned/zone-table.js';
 import { ZoneOp } from '../../src/zoned/types.js';
 import { checkedEngines, mgmt, res, rn, st, w } from './helpers.js';
 

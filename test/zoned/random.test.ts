@@ -246,6 +246,14 @@ class Model {
         return ok(() => { z.cond = 'READONLY'; });
       case ZoneOp.SET_OFFLINE:
         return ok(() => { z.cond = 'OFFLINE'; });
+      case ZoneOp.CLEAR_FAULT:
+        if (c === 'OFFLINE') return ok(() => this.reset(z));
+        if (c === 'READONLY') {
+          const back: Cond = z.wp === z.start ? 'EMPTY' : z.wp === this.capEnd(z) ? 'FULL' : 'CLOSED';
+          if (back === 'CLOSED' && this.maxActive && this.active >= this.maxActive) return { codes: ['ACTIVE_RESOURCE'] };
+          return ok(() => { z.cond = back; });
+        }
+        return ok(() => undefined);
       default:
         return { codes: ['UNSUPPORTED'] };
     }
@@ -499,7 +507,7 @@ function runOne(seed: number, o: RunOpts): boolean {
     } else if (r < 0.985) {
       // Zone management.
       const op = rng.chance(0.012 / 0.225) ? ZoneOp.RESET_ALL
-        : rng.chance(0.01) ? rng.pick([ZoneOp.SET_READONLY, ZoneOp.SET_OFFLINE])
+        : rng.chance(0.015) ? rng.pick([ZoneOp.SET_READONLY, ZoneOp.SET_OFFLINE, ZoneOp.CLEAR_FAULT])
           : rng.pick([ZoneOp.OPEN, ZoneOp.OPEN, ZoneOp.CLOSE, ZoneOp.CLOSE, ZoneOp.FINISH, ZoneOp.RESET, ZoneOp.RESET]);
       let sector = z.start;
       const k = rng.next();

@@ -466,6 +466,76 @@ describe('§1.6 transition table', () => {
       const e = eng({ conv: 1 });
       expect(R(mgmt(e, ZoneOp.SET_READONLY, 0))).not.toBe(OK);
       expect(st(e, 0).cond).toBe('NOT_WP');
+      expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, 0))).toBe(INVALID);
+    });
+  });
+
+  describe('CLEAR_FAULT (the emulation\'s, no drive has it)', () => {
+    it('RDONLY -> the condition its write pointer says: EMPTY, CLOSED (also when it was open) or FULL; data kept', () => {
+      const e = eng({ cap: 48 });
+      iopen(e, 1);
+      eopen(e, 2);
+      full(e, 3);
+      for (const z of [1, 2, 3, 4]) mgmt(e, ZoneOp.SET_READONLY, z);
+      for (const z of [1, 2, 3, 4]) expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, z))).toBe(OK);
+      expect([1, 2, 3, 4].map((z) => st(e, z))).toEqual([
+        // Zone 2 was explicitly opened at its start: without data it comes back EMPTY.
+        { cond: 'CLOSED', wp: S(1) + 8 }, { cond: 'EMPTY', wp: S(2) }, { cond: 'FULL', wp: S(3) + 48 }, { cond: 'EMPTY', wp: S(4) },
+      ]);
+      expect(res(e)).toEqual({ open: 0, active: 1, closed: 1 });
+      expect(e.persistedState(1)).toEqual({ wp: S(1) + 8, dataEnd: S(1) + 8, flags: 0 });
+      expect(R(w(e, S(1) + 8, 8))).toBe(OK);
+      expect(e.checkRead(S(3), 48)).toBe(ZoneResult.OK);
+      expect(e.readDataSectors).toBe(48);
+    });
+
+    it('OFFLINE (also over RDONLY) -> EMPTY, write pointer and data gone, flags cleared', () => {
+      const e = eng();
+      iopen(e, 1);
+      closed(e, 2);
+      mgmt(e, ZoneOp.SET_OFFLINE, 1);
+      mgmt(e, ZoneOp.SET_READONLY, 2);
+      mgmt(e, ZoneOp.SET_OFFLINE, 2);
+      for (const z of [1, 2]) {
+        expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, z))).toBe(OK);
+        expect(st(e, z)).toEqual({ cond: 'EMPTY', wp: S(z) });
+        expect(e.persistedState(z)).toEqual({ wp: S(z), dataEnd: S(z), flags: 0 });
+      }
+      expect(e.checkRead(S(1), 8)).toBe(ZoneResult.OK);
+      expect(e.readDataSectors).toBe(0);
+      expect(R(w(e, S(1), 8))).toBe(OK);
+    });
+
+    it('a zone without a fault: OK, nothing changes', () => {
+      const e = eng();
+      iopen(e, 1);
+      expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, 1))).toBe(OK);
+      expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, 2))).toBe(OK);
+      expect(st(e, 1)).toEqual({ cond: 'IMP_OPEN', wp: S(1) + 8 });
+      expect(res(e)).toEqual({ open: 1, active: 1, closed: 0 });
+    });
+
+    it('a read-only zone that would come back CLOSED needs an active resource: ACTIVE_RESOURCE, stays RDONLY', () => {
+      const e = eng({ active: 2 });
+      closed(e, 1);
+      mgmt(e, ZoneOp.SET_READONLY, 1);
+      closed(e, 2);
+      closed(e, 3);
+      expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, 1))).toBe(ACTIVE_RES);
+      expect(st(e, 1).cond).toBe('READONLY');
+      mgmt(e, ZoneOp.RESET, 3);
+      expect(R(mgmt(e, ZoneOp.CLEAR_FAULT, 1))).toBe(OK);
+      expect(st(e, 1)).toEqual({ cond: 'CLOSED', wp: S(1) + 8 });
+    });
+
+    it('clearing marks the zone dirty (the flags are persistent)', () => {
+      const e = eng();
+      mgmt(e, ZoneOp.SET_READONLY, 1);
+      e.drainDirty(() => undefined);
+      mgmt(e, ZoneOp.CLEAR_FAULT, 1);
+      const dirty: number[] = [];
+      e.drainDirty((z) => dirty.push(z));
+      expect(dirty).toEqual([1]);
     });
   });
 });
