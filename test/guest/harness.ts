@@ -162,6 +162,15 @@ export function zonedQemu(): string {
   return (zonedQemuPath = q);
 }
 
+/**
+ * The QEMUs the vhost-user-blk-pci (regular disk) tests run on: the host's (Debian 12: 7.2) and
+ * a zoned-capable one (>= 10.2, zonedQemu()). `tag` is short, for temp dirs and timing lines.
+ */
+export const REGULAR_DISK_QEMUS: { name: string; tag: string; qemu: () => string }[] = [
+  { name: "the host's QEMU", tag: 'host', qemu: () => 'qemu-system-x86_64' },
+  { name: 'QEMU >= 10.2 (get-qemu.sh)', tag: 'q11', qemu: zonedQemu },
+];
+
 /** Boot the QEMU guest (TCG) with `qemu`, the disks on `device`, and run `script` inside. */
 export function runQemuGuest(qemu: string, device: 'blk' | 'test', o: GuestRun): Promise<GuestResult> {
   const g = qemuGuest();

@@ -1,18 +1,18 @@
-// Restart without losing I/O (issue 11): QEMU 7.2 (the host's) with vhost-user-blk-pci and a
-// reconnecting chardev runs fio with crc32c verify on a raw file served with --model none,
+// Restart without losing I/O (issue 11): on the host's QEMU (Debian 12: 7.2) and on QEMU >= 10.2
+// (get-qemu.sh: 11.1), a guest with vhost-user-blk-pci and a reconnecting chardev runs fio with crc32c verify on a raw file served with --model none,
 // while the daemon is SIGKILLed mid-I/O three times and restarted on the same socket. QEMU keeps
 // the inflight region (INFLIGHT_SHMFD) and hands it to each new daemon, which resubmits the
 // requests the dead one had popped and not completed. fio must finish without an error and
-// every block must verify. The guest build is not optional: this test fails, never skips.
-import { spawn, spawnSync } from 'node:child_process';
+// every block must verify. The guest build and both QEMUs are not optional: this test fails,
+// never skips.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, startDaemon, tempDir, type Daemon } from './harness.js';
+import { REGULAR_DISK_QEMUS, ROOT, qemuBanner, qemuGuest, startDaemon, tempDir, type Daemon } from './harness.js';
 
 const SCRIPT = path.join(__dirname, 'scripts/qemu-inflight-restart.sh');
 const RUN_QEMU = path.join(ROOT, 'qemu-scripts/run-qemu.sh');
-const BUILD = path.join(ROOT, 'qemu-scripts/build-qemu-guest.sh');
 const MiB = 1024 * 1024;
 const KILLS = 3;
 const SIZE_MIB = 64;
@@ -72,21 +72,12 @@ async function killMidIo(pid: number): Promise<boolean> {
   return false;
 }
 
-function qemuGuest(): { kernel: string; initrd: string } {
-  const r = spawnSync('bash', [BUILD], { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`building the QEMU guest failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-  const [kernel, initrd] = r.stdout.trim().split('\n').slice(-2);
-  if (!kernel || !initrd || !fs.existsSync(kernel) || !fs.existsSync(initrd)) {
-    throw new Error(`build-qemu-guest.sh did not print kernel and initrd paths:\n${r.stdout}\n${r.stderr}`);
-  }
-  return { kernel, initrd };
-}
-
-describe('QEMU 7.2 vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (inflight tracking)', () => {
+describe.each(REGULAR_DISK_QEMUS)('$name, vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (inflight tracking)', ({ tag, qemu }) => {
   it(`fio verify survives ${KILLS} kill -9 + restart cycles; in-flight requests are resubmitted`, async () => {
     const t0 = Date.now();
     const g = qemuGuest();
-    const d = tempDir('qemu-inflight');
+    const banner = qemuBanner(qemu());
+    const d = tempDir(`qemu-inflight-${tag}`);
     dirs.push(d);
     const raw = path.join(d, 'raw.img');
     fs.closeSync(fs.openSync(raw, 'w'));
@@ -100,10 +91,11 @@ describe('QEMU 7.2 vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (i
     await waitFor('the serving line', () => serial() !== undefined, 10_000);
     const connects = (): number => logLines(log).filter((l) => l.msg === 'front-end connected').length;
     const recovered = (): number => logLines(log).filter((l) => l.msg === RECOVERED).length;
-    const resubmitted = (): number => logLines(log).filter((l) => l.msg === RESUMED)
-      .reduce((n, l) => n + Number(l.resubmit), 0);
+    /** Requests each restarted daemon resubmitted (one line per restart that found some). */
+    const resubmits = (): number[] => logLines(log).filter((l) => l.msg === RESUMED).map((l) => Number(l.resubmit));
+    const resubmitted = (): number => resubmits().reduce((n, r) => n + r, 0);
 
-    const qemuArgs = [RUN_QEMU, '--kernel', g.kernel, '--initrd', g.initrd, '--socket', daemon.socket, '--reconnect', '1',
+    const qemuArgs = [RUN_QEMU, '--qemu', qemu(), '--kernel', g.kernel, '--initrd', g.initrd, '--socket', daemon.socket, '--reconnect', '1',
       '--timeout', '400', '--share', out, '--env', `OUT=${out}`, '--env', `EXPECT_SERIAL=${serial()}`,
       '--env', `SIZE=${SIZE_MIB}M`, '--env', 'BS=4k', '--', 'bash', SCRIPT];
     const guest = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
@@ -160,8 +152,8 @@ describe('QEMU 7.2 vhost-user-blk-pci: daemon SIGKILLed and restarted mid-I/O (i
     // Every restarted daemon was given the region; together they resubmitted requests the
     // killed ones had in flight.
     const lines = logLines(log);
-    console.log(`[inflight] kills at ${kills.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after fio started; ` +
-      `caught with unreaped completions: ${caught.join(',')}; ${recovered()} regions recovered, ${resubmitted()} requests resubmitted; test took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+    console.log(`[inflight] ${banner}: kills at ${kills.map((t) => `${(t / 1000).toFixed(1)} s`).join(', ')} after fio started; ` +
+      `caught with unreaped completions: ${caught.join(',')}; ${recovered()} regions recovered, ${resubmitted()} requests resubmitted (${resubmits().join(', ')}); test took ${((Date.now() - t0) / 1000).toFixed(0)} s`);
     expect(connects()).toBe(kills.length + 1);
     expect(recovered()).toBe(kills.length);
     // Each kill found completions the daemon had not reaped: those requests were resubmitted.

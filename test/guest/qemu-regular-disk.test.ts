@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cli, qemuBanner, qemuGuest, runQemuGuest, startDaemon, tempDir, zonedQemu, type Daemon, type GuestResult } from './harness.js';
+import { REGULAR_DISK_QEMUS, ROOT, cli, qemuBanner, qemuGuest, runQemuGuest, startDaemon, tempDir, type Daemon, type GuestResult } from './harness.js';
 
 const SCRIPTS = path.join(__dirname, 'scripts');
 const RUN_VM = path.join(ROOT, 'qemu-scripts/run-vm.sh');
@@ -63,14 +63,7 @@ function patternBlock(tag: string): Buffer {
   return Buffer.from(s.slice(0, 128 * 1024));
 }
 
-/** The QEMUs this runs on: the host's (Debian 12: 7.2) and a zoned-capable one (>= 10.2). */
-const QEMUS: { name: string; qemu: () => string }[] = [
-  { name: "the host's QEMU", qemu: () => 'qemu-system-x86_64' },
-  { name: 'QEMU >= 10.2 (get-qemu.sh)', qemu: zonedQemu },
-];
-
-describe.each(QEMUS)('$name guest, vhost-user-blk-pci (regular disk)', ({ name, qemu }) => {
-  const tag = qemu === zonedQemu ? 'q11' : 'host';
+describe.each(REGULAR_DISK_QEMUS)('$name guest, vhost-user-blk-pci (regular disk)', ({ name, tag, qemu }) => {
   /** Boot the QEMU guest with the disk at `socket`, run `script` (bash) inside; `shares` are writable there. */
   const runQemu = (o: { socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number }): Promise<QemuResult> =>
     runQemuGuest(qemu(), 'blk', { sockets: [o.socket], queues: o.queues, script: o.script, env: o.env, shares: o.shares, timeoutSec: o.timeoutSec ?? 300 });

@@ -1,4 +1,4 @@
-# QEMU 7.2 + vhost-user-blk-pci with reconnect: fio writes and verifies the disk while the host
+# QEMU (7.2 or 11.1) + vhost-user-blk-pci with reconnect: fio writes and verifies the disk while the host
 # SIGKILLs and restarts the daemon several times (it touches $OUT/fio-started, then the host
 # starts killing). Requests in flight at each kill are resubmitted by the next daemon from the
 # inflight region, so fio must finish without an error and every block must verify.
