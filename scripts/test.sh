@@ -11,6 +11,8 @@ bash scripts/install-deps.sh
 echo "test: typecheck + build"
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.test.json
+echo "test: lint"
+npm run --silent lint
 echo "test: UML 6.12 guest"
 UML_KERNEL=$(bash qemu-scripts/build-uml.sh | tail -n 1)
 export UML_KERNEL

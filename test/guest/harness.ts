@@ -70,7 +70,9 @@ export async function startDaemon(dir: string, args: string[], name = 'd'): Prom
 export interface GuestResult { code: number | null; stdout: string; stderr: string }
 
 /** Boot the guest with the disks at `sockets` and run `script` (bash) inside it. */
-export function runGuest(opts: { sockets: string[]; script: string; env?: Record<string, string>; kernelArgs?: string; timeoutSec?: number; mem?: string }): Promise<GuestResult> {
+export function runGuest(opts: {
+  sockets: string[]; script: string; env?: Record<string, string>; kernelArgs?: string; timeoutSec?: number; mem?: string;
+}): Promise<GuestResult> {
   const args = [path.join(ROOT, 'qemu-scripts/run-uml.sh'), '--kernel', umlKernel(), '--timeout', String(opts.timeoutSec ?? 300)];
   if (opts.mem) args.push('--mem', opts.mem);
   for (const s of opts.sockets) args.push('--socket', s);

@@ -49,7 +49,9 @@ function qemuGuest(): { kernel: string; initrd: string } {
 interface QemuResult { code: number | null; stdout: string; stderr: string }
 
 /** Boot the QEMU guest with the disk at `socket`, run `script` (bash) inside; `shares` are writable there. */
-function runQemu(o: { socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number }): Promise<QemuResult> {
+function runQemu(o: {
+  socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number;
+}): Promise<QemuResult> {
   const g = qemuGuest();
   const args = [RUN_QEMU, '--kernel', g.kernel, '--initrd', g.initrd, '--socket', o.socket, '--queues', String(o.queues),
     '--timeout', String(o.timeoutSec ?? 240)];

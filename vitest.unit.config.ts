@@ -1,0 +1,16 @@
+// `npm run test:unit`: the host-only tier — everything `npm test` runs except what needs a UML or
+// QEMU guest, a browser or the benchmark. It still compiles dist/ (test/global-setup.ts: the CLI
+// and crash tests spawn it) and uses the native addon already built; it does not build the guest.
+import { configDefaults, defineConfig, mergeConfig } from 'vitest/config';
+import base from './vitest.config.js';
+
+export default mergeConfig(base, defineConfig({
+  test: {
+    exclude: [
+      ...configDefaults.exclude,
+      'test/guest/**', // UML and QEMU guests
+      'test/observe/live-page.test.ts', // headless Chromium
+      'test/bench/**', // qemu-storage-daemon and fio
+    ],
+  },
+}));
