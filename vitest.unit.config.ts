@@ -11,6 +11,10 @@ export default mergeConfig(base, defineConfig({
       'test/guest/**', // UML and QEMU guests
       'test/observe/live-page.test.ts', // headless Chromium
       'test/bench/**', // qemu-storage-daemon and fio
+      // Slow host tests (minutes on 2 cores): hundreds of killed-and-reopened daemons, and
+      // multi-GiB images reported and checked in bounded memory.
+      'test/backends/crash.test.ts',
+      'test/cli/report-stream.test.ts',
     ],
   },
 }));
