@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-deps.sh
-[[ -f build/Release/vhost_user_zbd_native.node ]] || npm run install
+source scripts/native-addon.sh
+build_native_addon_if_stale
 echo "test: typecheck + build"
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.test.json
