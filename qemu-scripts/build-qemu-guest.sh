@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build the QEMU test guest: Debian's 6.12 cloud kernel (downloaded with `apt-get download`,
+# Build the QEMU test guest: Debian's 6.12 amd64 kernel (downloaded with `apt-get download`,
 # the only network access) and a small busybox-static initramfs whose /init loads
-# virtio_blk, mounts the host's / read-only over virtiofs and runs a command or a shell
+# virtio_blk, btrfs, f2fs and ext4, mounts the host's / read-only over virtiofs and runs a command or a shell
 # (qemu-scripts/qemu-guest/init). Everything goes into a cache directory outside the repo.
 #
 # Usage: qemu-scripts/build-qemu-guest.sh [-q|--quiet] [--force] [--dry-run]
@@ -14,7 +14,7 @@
 #
 # Environment:
 #   QEMU_GUEST_KERNEL_PACKAGE  Debian package to take the kernel from (default: the
-#                              -unsigned twin of what linux-image-6.12-cloud-amd64 depends on)
+#                              -unsigned twin of what linux-image-6.12-amd64 depends on)
 #
 # Cache layout (CACHE = ${VHOST_USER_ZBD_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/vhost-user-zbd}):
 #   CACHE/debs/PKG_VERSION_amd64.deb      the downloaded kernel package (kept: offline rebuilds)
@@ -32,12 +32,17 @@ init_src="$script_dir/qemu-guest/init"
 cache_root=$(cache_dir)
 # Bump when the build recipe below changes in a way that changes the result (the cache key
 # hashes the inputs, not this script, so that edits which do not change the guest keep it).
-recipe_version=1
-# Modules the guest loads, in this order (their dependencies are added first). Only
-# virtio_blk is modular in the cloud kernel; virtio_pci, virtio_ring, fuse and virtiofs are
-# built in (checked below against the package's config, so a future package that makes them
-# modular fails loudly instead of booting without its root share).
-modules=(virtio_blk)
+recipe_version=2
+# Modules the guest loads, in this order (their dependencies are added first): the disk driver
+# and the zoned filesystems the guest tests use (the cloud flavour lacks f2fs, hence the full
+# amd64 kernel). virtio_pci, virtio_ring, fuse and virtiofs are built in (checked below
+# against the package's config, so a future package that makes them modular fails loudly
+# instead of booting without its root share).
+# crc32c_generic and crc32_generic: btrfs (through libcrc32c) and f2fs ask the crypto API for
+# crc32c and crc32 at mount time; those soft dependencies are not in the modules' depends=,
+# and the guest has no modprobe to load them on request (f2fs mount fails with ENOENT).
+# ext4 is modular in the amd64 kernel (regular-disk tests make one on the served disk).
+modules=(virtio_blk crc32c_generic crc32_generic btrfs f2fs ext4)
 builtin_required=(CONFIG_VIRTIO_PCI CONFIG_VIRTIO_FS CONFIG_FUSE_FS CONFIG_DEVTMPFS
   CONFIG_BLK_DEV_INITRD CONFIG_RD_GZIP CONFIG_IO_URING CONFIG_AIO CONFIG_SYSVIPC
   CONFIG_BLK_DEV_ZONED CONFIG_SERIAL_8250_CONSOLE)
@@ -70,8 +75,8 @@ resolve_package() {
   # The meta package names the current ABI; its -unsigned twin has the same kernel and
   # modules without the signature wrapper (we boot with -kernel, no secure boot).
   local signed
-  signed=$(apt-cache depends linux-image-6.12-cloud-amd64 2>/dev/null |
-    sed -n 's/^ *Depends: \(linux-image-6\.12\.[^ ]*-cloud-amd64\)$/\1/p' | head -n 1)
+  signed=$(apt-cache depends linux-image-6.12-amd64 2>/dev/null |
+    sed -n 's/^ *Depends: \(linux-image-6\.12\.[^ ]*-amd64\)$/\1/p' | head -n 1)
   [[ -n "$signed" ]] && echo "$signed-unsigned"
 }
 pkg=$(resolve_package || true)
@@ -83,8 +88,8 @@ fi
 if [[ -z "$version" ]]; then
   # No apt lists (offline, cleaned image): fall back to the newest package already cached.
   # shellcheck disable=SC2012  # our own file names: no blanks
-  deb=$(ls -1t "$cache_root"/debs/linux-image-6.12.*-cloud-amd64-unsigned_*.deb 2>/dev/null | head -n 1 || true)
-  [[ -n "$deb" ]] || die "cannot resolve the kernel package from the apt lists (${pkg:-linux-image-6.12-cloud-amd64 unknown}) and none is cached — run: apt-get update"
+  deb=$(ls -1t "$cache_root"/debs/linux-image-6.12.*[0-9]-amd64-unsigned_*.deb 2>/dev/null | head -n 1 || true)
+  [[ -n "$deb" ]] || die "cannot resolve the kernel package from the apt lists (${pkg:-linux-image-6.12-amd64 unknown}) and none is cached — run: apt-get update"
   pkg=$(dpkg-deb -f "$deb" Package)
   version=$(dpkg-deb -f "$deb" Version)
   log "apt lists do not resolve the kernel package; using the cached $pkg $version"
@@ -116,7 +121,7 @@ trap 'rm -rf "$work"' EXIT
 exec 9>"$cache_root/debs/.lock"
 flock 9
 if [[ ! -s "$deb" ]]; then
-  log "apt-get download $pkg=$version (~35 MB)"
+  log "apt-get download $pkg=$version (~110 MB)"
   # apt verifies the file against the signed index. As root it would drop to the _apt user,
   # which cannot write into a private directory; downloading as root into it is fine.
   (cd "$work" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$version" >&2) ||

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Boot the QEMU test guest (Debian 6.12 cloud kernel + the initramfs of build-qemu-guest.sh)
+# Boot the QEMU test guest (Debian 6.12 amd64 kernel + the initramfs of build-qemu-guest.sh)
 # under TCG with vhost-user disk(s), run one command inside it as root, return its exit code.
 # The guest sees the host's / read-only (virtiofs), so host tools (fio, blkzone, dd) run.
 #

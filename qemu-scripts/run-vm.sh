@@ -10,7 +10,9 @@
 #
 # Usage: qemu-scripts/run-vm.sh --socket SOCK [options] [-- EXTRA-QEMU-ARGS...]
 #   --socket SOCK        the daemon's socket (vhost-user-zbd serve --socket SOCK)
-#   --qemu PATH          QEMU binary (default: qemu-system-x86_64 from PATH)
+#   --qemu PATH|auto     QEMU binary (default: qemu-system-x86_64 from PATH). auto: that one
+#                        when it is >= 10.2, else Debian's QEMU 11 fetched once into the
+#                        cache by get-qemu.sh (the way on Debian 12, whose QEMU is 7.2)
 #   --mem SIZE           guest RAM, e.g. 2G (default 2G)
 #   --queues N           request queues (default 1; serve the disk with --queues >= N)
 #   --smp N              vCPUs (default 2)
@@ -23,7 +25,7 @@
 #   --print-cmdline      print the command that would run and exit (starts nothing)
 #
 # Without --kernel or --disk it boots the test guest of build-qemu-guest.sh (Debian 6.12
-# cloud kernel, the host's / read-only, root shell on this terminal; needs root for
+# amd64 kernel, the host's / read-only, root shell on this terminal; needs root for
 # virtiofsd) through run-qemu.sh --interactive. In every case the console is this terminal:
 # Ctrl-A X quits QEMU, Ctrl-A C toggles the QEMU monitor. No network unless you add one after
 # `--` (e.g. -nic user,model=virtio-net-pci). Inside the guest, find the served disk by its
@@ -79,6 +81,22 @@ qg_check_machine_opts "$queues" "$smp" "$mem"
 [[ -z "$kernel" || -z "$disk" ]] || die "give --kernel or --disk, not both"
 [[ -n "$kernel" || (-z "$initrd" && -z "$append") ]] || die "--initrd and --append go with --kernel"
 
+if [[ "$qemu" == auto ]]; then
+  qemu=qemu-system-x86_64
+  host_v=
+  if command -v "$qemu" >/dev/null; then host_v=$(qg_qemu_version "$qemu" || true); fi
+  if [[ -n "$host_v" ]] && qg_version_ge "$host_v" "$QG_ZONED_MIN_VERSION"; then
+    log "--qemu auto: the host's QEMU $host_v"
+  else
+    log "--qemu auto: the host's QEMU is ${host_v:-absent}, older than $QG_ZONED_MIN_VERSION; using Debian's from qemu-scripts/get-qemu.sh"
+    get=("$script_dir/get-qemu.sh" --quiet)
+    # --print-cmdline starts nothing: no download either.
+    ((!print_only)) || get+=(--dry-run)
+    qemu=$("${get[@]}" | tail -n 1) || die "get-qemu.sh failed: no QEMU >= $QG_ZONED_MIN_VERSION"
+    [[ -n "$qemu_version" ]] || ((!print_only)) || [[ -x "$qemu" ]] || qemu_version=$QG_ZONED_MIN_VERSION
+  fi
+fi
+
 if [[ -n "$qemu_version" ]]; then
   qg_valid_version "$qemu_version" || die "--qemu-version wants X.Y, got: $qemu_version"
 else
@@ -101,7 +119,8 @@ else
       echo "  vhost-user-blk-pci (every QEMU release) never passes VIRTIO_BLK_F_ZONED to the guest, so"
       echo "  the guest sees a regular disk (queue/zoned = none) and the daemon logs that ZONED was not"
       echo "  negotiated. For the zoned disk use QEMU >= $QG_ZONED_MIN_VERSION (vhost-user-test-device-pci)"
-      echo "  or User-Mode Linux (qemu-scripts/run-uml.sh --socket SOCK -- COMMAND)."
+      echo "  or User-Mode Linux (qemu-scripts/run-uml.sh --socket SOCK -- COMMAND). --qemu auto fetches"
+      echo "  Debian's QEMU 11 (trixie-backports) into a private cache when the host's is older."
       echo "  On a zoned image the regular disk still obeys the zone rules (a write off a write pointer"
       echo "  fails with an I/O error); serve a plain raw file with --model none for an ordinary disk."
     fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh clone (README: `npm test`; .ci/run runs the same):
-# installs what is missing, builds the addon and the TypeScript, builds the UML guest
-# (cached outside the repo), typechecks, then runs every test. Guest tests fail, never skip,
+# installs what is missing, builds the addon and the TypeScript, builds the UML guest and
+# fetches QEMU 11 (both cached outside the repo), typechecks, then runs every test. Guest tests fail, never skip,
 # when the guest cannot be built.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -18,6 +18,17 @@ echo "test: UML 6.12 guest"
 UML_KERNEL=$(bash qemu-scripts/build-uml.sh | tail -n 1)
 export UML_KERNEL
 echo "test: guest kernel $UML_KERNEL"
+# The zoned QEMU guest tests need QEMU >= 10.2: Debian 12 has 7.2, so get-qemu.sh fetches
+# Debian's (trixie-backports) once into the same cache. When that fails ZONED_QEMU stays
+# unset and those tests fail with get-qemu.sh's own message (they never skip).
+echo "test: QEMU >= 10.2 (qemu-scripts/get-qemu.sh)"
+if ZONED_QEMU=$(bash qemu-scripts/get-qemu.sh | tail -n 1) && [[ -x "$ZONED_QEMU" ]]; then
+  export ZONED_QEMU
+  echo "test: zoned QEMU $("$ZONED_QEMU" --version | head -n 1) at $ZONED_QEMU"
+else
+  unset ZONED_QEMU
+  echo "test: get-qemu.sh failed: the zoned QEMU guest tests will fail"
+fi
 
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT

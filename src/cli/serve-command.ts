@@ -104,8 +104,9 @@ export function vmHints(socket: string, queues: number): string[] {
   return [
     'Zoned guest, User-Mode Linux 6.12 (built and cached on first use):',
     `  ${scripts}/run-uml.sh --socket ${s} -- sh -c 'cat /sys/block/vda/queue/zoned; blkzone report /dev/vda | head'`,
-    'Zoned guest, QEMU >= 10.2 (vhost-user-test-device-pci; shared guest memory is required):',
-    `  ${scripts}/run-vm.sh --socket ${s} --queues ${queues}`,
+    'Zoned guest, QEMU >= 10.2 (vhost-user-test-device-pci; shared guest memory is required); --qemu auto takes',
+    "  the host's QEMU if >= 10.2, else fetches Debian's QEMU 11 once (qemu-scripts/get-qemu.sh; Debian 12 has 7.2):",
+    `  ${scripts}/run-vm.sh --qemu auto --socket ${s} --queues ${queues}`,
     `  or by hand: -object memory-backend-memfd,id=mem,size=2G,share=on -machine q35,memory-backend=mem \\`,
     `    -chardev socket,id=vu0,path=${s} -device vhost-user-test-device-pci,chardev=vu0,virtio-id=2,num_vqs=${queues},vq_size=256,config_size=96`,
     'QEMU < 10.2: vhost-user-blk-pci never passes the zoned feature; the guest sees a regular disk (run-vm.sh --regular-disk).',

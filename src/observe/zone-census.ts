@@ -1,6 +1,6 @@
 // Counting zones by condition from a zone report stream: what the metrics' zone gauges, the
 // zone map's legend and the live page's open/active figures are computed from.
-import type { Backend, BackendInfo } from '../backends/backend.js';
+import type { Backend, BackendInfo, ZonedInfo } from '../backends/backend.js';
 import { ZoneCond, ZoneType } from '../zoned/types.js';
 
 /** Conditions in display order, with their Prometheus label value. */
@@ -22,17 +22,8 @@ export const COND_SLOT: Int8Array = (() => {
   return t;
 })();
 
-/** The zone geometry a picture or a gauge needs, as a backend describes it. */
-export interface CensusGeometry {
-  capacitySectors: number;
-  blockSize: number;
-  zoneSectors: number;
-  zoneCapacitySectors: number;
-  nrZones: number;
-  conventionalZones: number;
-  maxOpenZones: number;
-  maxActiveZones: number;
-}
+/** The zone geometry a picture or a gauge needs: the backend's own description, flattened. */
+export type CensusGeometry = Pick<BackendInfo, 'capacitySectors' | 'blockSize'> & Omit<ZonedInfo, 'maxAppendSectors'>;
 
 export function censusGeometry(info: BackendInfo): CensusGeometry | null {
   const z = info.zoned;

@@ -34,6 +34,8 @@ describe('npm start', () => {
     expect(err).toMatch(/"capacityBytes":4294967296,"zones":64,"zoneBytes":67108864/);
     expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
     expect(out).toContain(`run-uml.sh --socket ${socket}`);
+    // The QEMU line works on Debian 12 too: --qemu auto fetches QEMU 11 when the host's is 7.2.
+    expect(out).toContain(`run-vm.sh --qemu auto --socket ${socket}`);
     // A supervisor signals the process it started: npm, not the daemon behind it.
     npm.kill('SIGTERM');
     await exit;

@@ -1,21 +1,22 @@
-// QEMU 7.2 (Debian's) with vhost-user-blk-pci: the non-zoned path, end to end with a real
-// Linux 6.12 guest (Debian cloud kernel, qemu-scripts/build-qemu-guest.sh) under TCG.
+// vhost-user-blk-pci, the non-zoned path, end to end with a real Linux 6.12 guest (Debian's
+// amd64 kernel, qemu-scripts/build-qemu-guest.sh) under TCG, on two QEMUs: the host's (Debian
+// 12: 7.2) and QEMU >= 10.2 ($ZONED_QEMU or qemu-scripts/get-qemu.sh: Debian trixie-backports,
+// 11.1 when written); each run logs which version it was.
 // (a) a raw file served with --model none is a working regular disk on 2 queues (fio verify,
-//     data lands in the file); (b) a zoned image served to this QEMU shows as a regular disk,
-//     the daemon says once why and what to use instead, and the zone rules still hold;
-// (c) run-vm.sh picks the QEMU device by version (checked on its printed command line,
-//     since QEMU >= 10.2 is not installable here).
-// The guest build is not optional: when it fails these tests fail (they never skip).
-import { spawn, spawnSync } from 'node:child_process';
+//     data lands in the file); (b) a zoned image served over vhost-user-blk-pci shows as a
+//     regular disk (no release passes the zoned feature there), the daemon says once why and
+//     what to use instead, and the zone rules still hold;
+// (c) run-vm.sh picks the QEMU device by version (checked on its printed command line).
+// The guest build and both QEMUs are not optional: when one cannot be had these tests fail
+// (they never skip).
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ROOT, cli, startDaemon, tempDir, type Daemon } from './harness.js';
+import { ROOT, cli, qemuBanner, qemuGuest, runQemuGuest, startDaemon, tempDir, zonedQemu, type Daemon, type GuestResult } from './harness.js';
 
 const SCRIPTS = path.join(__dirname, 'scripts');
-const RUN_QEMU = path.join(ROOT, 'qemu-scripts/run-qemu.sh');
 const RUN_VM = path.join(ROOT, 'qemu-scripts/run-vm.sh');
-const BUILD = path.join(ROOT, 'qemu-scripts/build-qemu-guest.sh');
 const MiB = 1024 * 1024;
 
 const dirs: string[] = [];
@@ -33,40 +34,7 @@ const timed = async <T>(what: string, f: () => Promise<T> | T): Promise<T> => {
   }
 };
 
-let guest: { kernel: string; initrd: string } | undefined;
-/** Build (or find cached) the kernel + initramfs. Throws when they cannot be built. */
-function qemuGuest(): { kernel: string; initrd: string } {
-  if (guest) return guest;
-  const r = spawnSync('bash', [BUILD], { encoding: 'utf8', timeout: 600_000 });
-  if (r.status !== 0) throw new Error(`building the QEMU guest failed (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
-  const [kernel, initrd] = r.stdout.trim().split('\n').slice(-2);
-  if (!kernel || !initrd || !fs.existsSync(kernel) || !fs.existsSync(initrd)) {
-    throw new Error(`build-qemu-guest.sh did not print kernel and initrd paths:\n${r.stdout}\n${r.stderr}`);
-  }
-  return (guest = { kernel, initrd });
-}
-
-interface QemuResult { code: number | null; stdout: string; stderr: string }
-
-/** Boot the QEMU guest with the disk at `socket`, run `script` (bash) inside; `shares` are writable there. */
-function runQemu(o: {
-  socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number;
-}): Promise<QemuResult> {
-  const g = qemuGuest();
-  const args = [RUN_QEMU, '--kernel', g.kernel, '--initrd', g.initrd, '--socket', o.socket, '--queues', String(o.queues),
-    '--timeout', String(o.timeoutSec ?? 240)];
-  for (const s of o.shares) args.push('--share', s);
-  for (const [k, v] of Object.entries(o.env)) args.push('--env', `${k}=${v}`);
-  args.push('--', 'bash', o.script);
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '', stderr = '';
-    p.stdout.on('data', (d) => { stdout += String(d); });
-    p.stderr.on('data', (d) => { stderr += String(d); });
-    p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+type QemuResult = GuestResult;
 
 const tail = (s: string, n: number): string => s.split('\n').slice(-n).join('\n');
 function explain(r: QemuResult, d: Daemon): string {
@@ -95,15 +63,31 @@ function patternBlock(tag: string): Buffer {
   return Buffer.from(s.slice(0, 128 * 1024));
 }
 
-describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
-  it('builds the QEMU guest kernel + initramfs (cached after the first build)', async () => {
+/** The QEMUs this runs on: the host's (Debian 12: 7.2) and a zoned-capable one (>= 10.2). */
+const QEMUS: { name: string; qemu: () => string }[] = [
+  { name: "the host's QEMU", qemu: () => 'qemu-system-x86_64' },
+  { name: 'QEMU >= 10.2 (get-qemu.sh)', qemu: zonedQemu },
+];
+
+describe.each(QEMUS)('$name guest, vhost-user-blk-pci (regular disk)', ({ name, qemu }) => {
+  const tag = qemu === zonedQemu ? 'q11' : 'host';
+  /** Boot the QEMU guest with the disk at `socket`, run `script` (bash) inside; `shares` are writable there. */
+  const runQemu = (o: {
+    socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number;
+  }): Promise<QemuResult> =>
+    runQemuGuest(qemu(), 'blk', { sockets: [o.socket], queues: o.queues, script: o.script, env: o.env, shares: o.shares, timeoutSec: o.timeoutSec ?? 300 });
+
+  it('builds the QEMU guest kernel + initramfs (cached after the first build); says which QEMU runs', async () => {
     const g = await timed('build-qemu-guest.sh', () => qemuGuest());
+    const banner = await timed(`${name}: find/fetch`, () => qemuBanner(qemu()));
+    console.log(`[guest] ${name}: ${banner}`);
+    expect(banner).toMatch(/QEMU emulator version \d+\.\d+/);
     expect(fs.statSync(g.kernel).size).toBeGreaterThan(1 * MiB);
     expect(fs.statSync(g.initrd).size).toBeGreaterThan(100 * 1024);
-  }, 600_000);
+  }, 1_200_000);
 
   it('serve --model none RAW, 2 queues: /dev/vda with the served serial, not zoned, fio crc32c verify, data in the raw file', async () => {
-    const d = dir('raw');
+    const d = dir(`${tag}-raw`);
     const raw = path.join(d, 'raw.img');
     fs.closeSync(fs.openSync(raw, 'w'));
     fs.truncateSync(raw, 1024 * MiB); // sparse
@@ -118,7 +102,7 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
     let r: QemuResult;
     try {
       const serial = await servedSerial(daemon);
-      r = await timed('guest (a): boot + fio 64M@4k + 256M@64k + dd', () => runQemu({
+      r = await timed(`${tag} guest (a): boot + fio 64M@4k + 256M@64k + dd`, () => runQemu({
         socket: daemon.socket, queues: 2, script: path.join(SCRIPTS, 'qemu-regular-disk.sh'), shares: [out],
         env: { OUT: out, EXPECT_SERIAL: serial, QUEUES: '2', PATTERN: pattern, PATTERN_OFFSET: String(patternOffset) },
       }));
@@ -153,7 +137,7 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
     fs.readSync(fd, back, 0, back.length, patternOffset);
     fs.closeSync(fd);
     expect(back.equals(patternBytes)).toBe(true);
-  }, 300_000);
+  }, 600_000);
 
   it('serve --model none RAW: fstrim on ext4 frees the space in the raw file, blkdiscard -z reads back zeroes, blkdiscard frees a range', async () => {
     const d = dir('discard');
@@ -195,7 +179,7 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
   }, 300_000);
 
   it('a ZONED image over vhost-user-blk-pci: regular disk in the guest, one error naming the cause and fix, zone rules still enforced', async () => {
-    const d = dir('zoned');
+    const d = dir(`${tag}-zoned`);
     const img = path.join(d, 'zoned.img');
     // 16 zones of 64 MiB, 2 conventional: zone 2 (128 MiB) is the first sequential zone.
     cli('create', img, '--size', '1G', '--zone-size', '64M', '--conventional', '2', '--block-size', '4096');
@@ -215,7 +199,7 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
     let r: QemuResult;
     try {
       expect(await servedSerial(daemon)).toBe(before.serial);
-      r = await timed('guest (b): boot + blkzone + 3 dd', () => runQemu({
+      r = await timed(`${tag} guest (b): boot + blkzone + 3 dd`, () => runQemu({
         socket: daemon.socket, queues: 1, script: path.join(SCRIPTS, 'qemu-zoned-as-regular.sh'), shares: [out],
         env: { OUT: out, EXPECT_SERIAL: before.serial, SEQ_START: String(seqStart), MID: String(mid), DATA: data },
       }));
@@ -244,7 +228,7 @@ describe('QEMU 7.2 guest, vhost-user-blk-pci (regular disk)', () => {
     expect(after.zones[3]).toMatchObject({ start: 3 * zs, wp: 3 * zs, cond: 1 });
     expect(after.zones.filter((z) => z.zone !== 2)).toEqual(before.zones.filter((z) => z.zone !== 2));
     expect(cli('check', img)).toMatch(/clean/);
-  }, 300_000);
+  }, 600_000);
 });
 
 /** Split a command line the way bash does (run-vm.sh prints one shell-quoted line). */
@@ -255,7 +239,10 @@ function shellWords(line: string): string[] {
 }
 
 function runVm(...args: string[]): { code: number | null; stdout: string; stderr: string; argv: string[] } {
-  const r = spawnSync('bash', [RUN_VM, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return runVmEnv({}, ...args);
+}
+function runVmEnv(env: Record<string, string>, ...args: string[]): { code: number | null; stdout: string; stderr: string; argv: string[] } {
+  const r = spawnSync('bash', [RUN_VM, ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr, argv: r.status === 0 ? shellWords(r.stdout.trim()) : [] };
 }
 
@@ -316,6 +303,23 @@ describe('run-vm.sh chooses the QEMU device by version (--print-cmdline)', () =>
     const r = runVm('--socket', sock, '--print-cmdline');
     expect(r.code, r.stderr).toBe(zoned ? 0 : 3);
     expect(r.stderr).toContain(`QEMU ${m![1]}.${m![2]}`);
+  });
+
+  it('--qemu auto: the host QEMU when >= 10.2, else the one get-qemu.sh caches (--print-cmdline fetches nothing)', () => {
+    const cache = dir('auto-cache');
+    const r = runVmEnv({ VHOST_USER_ZBD_CACHE: cache }, '--socket', sock, '--qemu', 'auto', '--print-cmdline');
+    expect(r.code, r.stderr).toBe(0);
+    const host = spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' });
+    const [maj, min] = (/version (\d+)\.(\d+)/.exec(host.stdout) ?? [0, '0', '0']).slice(1).map(Number);
+    if (maj > 10 || (maj === 10 && min >= 2)) {
+      expect(r.argv[0]).toBe('qemu-system-x86_64');
+    } else {
+      expect(r.stderr).toMatch(/using Debian's from qemu-scripts\/get-qemu\.sh/);
+      expect(r.argv[0].startsWith(`${cache}/`)).toBe(true);
+      expect(r.argv[0]).toMatch(/\/qemu-<version>-r\d+\/bin\/qemu-system-x86_64$/);
+    }
+    expect(optValues(r.argv, '-device')).toContain('vhost-user-test-device-pci,chardev=vu0,virtio-id=2,num_vqs=1,vq_size=256,config_size=96');
+    expect(fs.readdirSync(cache)).toEqual([]);
   });
 
   it('rejects bad arguments with exit 2', () => {

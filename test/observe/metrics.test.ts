@@ -10,6 +10,7 @@ import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { BlkDevice } from '../../src/blk/blk-device.js';
 import { RequestStats } from '../../src/observe/request-stats.js';
 import { DaemonMetrics } from '../../src/observe/metrics.js';
+import { FaultRules } from '../../src/control/fault-rules.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { BlkRequestSlot, REQ } from '../../src/testing/blk-request.js';
 import type { DriverQueue } from '../../src/testing/driver-queue.js';
@@ -44,7 +45,7 @@ async function start() {
   await fe.negotiate();
   await fe.setMemTable(mem);
   q = await fe.setupQueue(mem, 0, { size: 128 });
-  return { mem, q, metrics, stats };
+  return { mem, q, metrics, stats, device };
 }
 
 async function run(q: DriverQueue, slot: BlkRequestSlot, r: Parameters<BlkRequestSlot['submit']>[1]): Promise<number> {
@@ -121,6 +122,25 @@ describe('Prometheus metrics', () => {
     expect(m.get('vhost_user_zbd_open_zones')).toBe(0);
     expect(m.get('vhost_user_zbd_max_open_zones')).toBe(4);
     expect(m.get('vhost_user_zbd_max_active_zones')).toBe(6);
+  });
+
+  it('counts what the fault rules inject: an injected error by its status, a delayed request with its delay', async () => {
+    const { mem, q, metrics, device } = await start();
+    const faults = new FaultRules();
+    device.faults = faults;
+    faults.add({ op: 'write', action: 'error', status: 'ioerr', count: 1 });
+    faults.add({ op: 'read', action: 'delay', delayMs: 120, count: 1 });
+    const slot = new BlkRequestSlot(mem, 8192);
+    const data = new Uint8Array(4096);
+    expect(await run(q, slot, { type: BLK_T_OUT, sector: 2 * ZS, out: [data] })).toBe(1);
+    expect(await run(q, slot, { type: BLK_T_OUT, sector: 2 * ZS, out: [data] })).toBe(0);
+    expect(await run(q, slot, { type: BLK_T_IN, sector: 2 * ZS, inLens: [4096] })).toBe(0);
+    const m = parse(await metrics.text());
+    expect(m.get('vhost_user_zbd_requests_total{op="write",status="ioerr"}')).toBe(1);
+    expect(m.get('vhost_user_zbd_requests_total{op="write",status="ok"}')).toBe(1);
+    expect(m.get('vhost_user_zbd_requests_total{op="read",status="ok"}')).toBe(1);
+    // The read's latency includes its injected 120 ms delay.
+    expect(m.get('vhost_user_zbd_request_duration_seconds_sum{op="read"}')).toBeGreaterThanOrEqual(0.12);
   });
 
   it('keeps the last refused requests with their op, sector and status for the live page', async () => {
