@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-deps.sh >&2
-[[ -f build/Release/vhost_user_zbd_native.node ]] || npm run install >&2
+source scripts/native-addon.sh
+build_native_addon_if_stale >&2
 # Rebuild when any source file is newer than the build: a directory's mtime does not change when
 # a file in a subdirectory is edited, so compare files, not the src directory.
 if [[ ! -f dist/cli/main.js ]] || [[ -n "$(find src tsconfig.json -newer dist/cli/main.js -type f -print -quit)" ]]; then

@@ -7,10 +7,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/install-deps.sh
-[[ -f build/Release/vhost_user_zbd_native.node ]] || npm run install
+source scripts/native-addon.sh
+build_native_addon_if_stale
 echo "test: typecheck + build"
 npx tsc -p tsconfig.json
 npx tsc -p tsconfig.test.json
+echo "test: lint"
+npm run --silent lint
 echo "test: UML 6.12 guest"
 UML_KERNEL=$(bash qemu-scripts/build-uml.sh | tail -n 1)
 export UML_KERNEL

@@ -39,7 +39,10 @@ export class RawFileBackend implements Backend {
   /** fallocate(0) allocates here (a block device: no). */
   private canAllocate = true;
 
-  private constructor(private readonly fd: number, private readonly io: FileIo, sizeBytes: number, serial: string, readOnly: boolean, blockSize: number, private readonly log?: Logger) {
+  private constructor(
+    private readonly fd: number, private readonly io: FileIo, sizeBytes: number, serial: string, readOnly: boolean, blockSize: number,
+    private readonly log?: Logger,
+  ) {
     this.info = {
       capacitySectors: sizeBytes / SECTOR_SIZE, blockSize, physicalBlockSize: blockSize, readOnly, serial, zoned: null,
     };

@@ -91,7 +91,9 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
   const mem = GuestMemoryImage.simple(queues * ringBytes + slotsTotal * (Math.ceil(dataBytes / 4096) * 4096 + 64) + (1 << 20), 0);
   const fe = VhostUserFrontend.connect(job.socket);
   const zonedFeature = zoneOp || isReport ? bit(BLK_F.ZONED) : 0n;
-  const { features, queues: rings } = await fe.startDevice(mem, { queues, size: job.queueSize, wanted: WANTED_FEATURES | zonedFeature, protocol: WANTED_PROTOCOL });
+  const { features, queues: rings } = await fe.startDevice(mem, {
+    queues, size: job.queueSize, wanted: WANTED_FEATURES | zonedFeature, protocol: WANTED_PROTOCOL,
+  });
   if (zonedFeature && (features & zonedFeature) === 0n) throw new Error('the daemon does not offer a zoned disk');
 
   const dv = mem.regions[0].dv, bytes = mem.regions[0].bytes;

@@ -20,7 +20,9 @@ function sizeFlag(bytes: number): string {
 }
 
 /** What the user can do about errno `errno` met by `command` on `file`; undefined when nothing useful can be said. */
-export function hostErrorAdvice(errno: string, command: string, file: string, value: Partial<HostFileErrorValue> & Record<string, unknown> = {}): string | undefined {
+export function hostErrorAdvice(
+  errno: string, command: string, file: string, value: Partial<HostFileErrorValue> & Record<string, unknown> = {},
+): string | undefined {
   const writes = WRITERS.has(command) || value.syscall === 'write';
   switch (errno) {
     case 'ENOENT':

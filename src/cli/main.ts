@@ -53,7 +53,7 @@ function positiveInt(name: string) {
 }
 
 export async function main(argv: string[], o: Out = stdio): Promise<number> {
-  let pending: Promise<number> | number = 0;
+  let pending = 0 as Promise<number> | number;
   const done = (p: Promise<number> | number): void => { pending = p; };
   let y = yargs(argv)
     .scriptName('vhost-user-zbd')

@@ -128,7 +128,9 @@ export function zoneJson(zone: number, start: number, len: number, cap: number, 
  * (sectors), wp (null for conventional zones and zones without a write pointer), type,
  * typeName, cond, condName. Returns the new position (at most ZONE_LINE_MAX bytes on).
  */
-export function writeZoneJson(buf: Uint8Array, pos: number, zone: number, start: number, len: number, cap: number, wp: number, type: ZoneType, cond: ZoneCond): number {
+export function writeZoneJson(
+  buf: Uint8Array, pos: number, zone: number, start: number, len: number, cap: number, wp: number, type: ZoneType, cond: ZoneCond,
+): number {
   pos = putDec(buf, putAscii(buf, pos, J_ZONE), zone);
   pos = putDec(buf, putAscii(buf, pos, J_START), start);
   pos = putDec(buf, putAscii(buf, pos, J_LEN), len);

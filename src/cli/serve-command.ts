@@ -176,7 +176,12 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
       process.off('SIGINT', onInt);
       process.off('SIGTERM', onTerm);
       resolveExit(code);
-    })();
+    })().catch((err: unknown) => {
+      // A throw outside the guarded closes above (e.g. observer.close) must still end the
+      // process with a status, not as an unhandled rejection.
+      log.error({ err }, 'stopping failed');
+      resolveExit(1);
+    });
   };
   const onInt = (): void => stop('SIGINT');
   const onTerm = (): void => stop('SIGTERM');

@@ -196,7 +196,9 @@ export class ZoneMapBuilder {
 }
 
 /** The map of a finished zone list (tests, small disks). */
-export function zoneMapSvg(geo: CensusGeometry, zones: Iterable<{ start: number; len: number; cap: number; wp: number; type: ZoneType; cond: ZoneCond }>, o: ZoneMapOptions = {}): string {
+export function zoneMapSvg(
+  geo: CensusGeometry, zones: Iterable<{ start: number; len: number; cap: number; wp: number; type: ZoneType; cond: ZoneCond }>, o: ZoneMapOptions = {},
+): string {
   const b = new ZoneMapBuilder(geo, o);
   for (const z of zones) if (!b.add(z.start, z.len, z.cap, z.wp, z.type, z.cond)) break;
   return b.render();

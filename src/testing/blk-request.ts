@@ -150,7 +150,8 @@ export class BlkClient {
       const p = pending.get(u.id);
       if (!p) throw new Error(`used entry for unknown head ${u.id}`);
       const s = p.slot;
-      out[p.i] = { status: s.status, inGpa: s.inGpa(0), appendSector: reqs[p.i].type === REQ.ZONE_APPEND ? BigInt(s.appendSector) : -1n, usedLen: u.len, order };
+      const appendSector = reqs[p.i].type === REQ.ZONE_APPEND ? BigInt(s.appendSector) : -1n;
+      out[p.i] = { status: s.status, inGpa: s.inGpa(0), appendSector, usedLen: u.len, order };
     }
     return out;
   }

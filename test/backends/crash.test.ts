@@ -66,7 +66,9 @@ describe.each(ENGINES)('file emulation survives kill -9 ($name)', ({ name, base,
     dirs.push(dir);
     const image = path.join(dir, 'crash.img');
     // Small zones so zones fill, finish and reset often; limits force implicit closes.
-    createImage(image, { capacitySectors: 64 * 2048, zoneSectors: 2048, conventionalZones: 2, blockSize: 4096, maxOpenZones: 6, maxActiveZones: 10, zoneCapacitySectors: 1536 });
+    createImage(image, {
+      capacitySectors: 64 * 2048, zoneSectors: 2048, conventionalZones: 2, blockSize: 4096, maxOpenZones: 6, maxActiveZones: 10, zoneCapacitySectors: 1536,
+    });
     let seed = Number(process.env.CRASH_SEED ?? Date.now() % 1e9);
     const seedInfo = `CRASH_SEED=${seed}`;
     let nextId = 1;

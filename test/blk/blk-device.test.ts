@@ -47,7 +47,9 @@ async function start(opts: { ackZoned?: boolean } = {}): Promise<Setup> {
   const fe = VhostUserFrontend.connect(server.socketPath);
   const mem = GuestMemoryImage.simple(8 * 1024 * 1024);
   let q: DriverQueue | undefined;
-  cleanups.push(async () => { fe.close(); await server.close(); await inner.close(); q?.closeFds(); mem.close(); rmSync(dir, { recursive: true, force: true }); });
+  cleanups.push(async () => {
+    fe.close(); await server.close(); await inner.close(); q?.closeFds(); mem.close(); rmSync(dir, { recursive: true, force: true });
+  });
   const offered = await fe.getFeatures();
   await fe.negotiate({ features: opts.ackZoned === false ? offered & ~ZONED_BIT : offered });
   await fe.setMemTable(mem);

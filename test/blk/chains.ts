@@ -3,7 +3,9 @@
 // tests do not share constants with the code under test.
 import type { DescChain, VirtQueueHandle } from '../../src/virtio/device.js';
 
-export const T = { IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8, DISCARD: 11, WRITE_ZEROES: 13, APPEND: 15, REPORT: 16, OPEN: 18, CLOSE: 20, FINISH: 22, RESET: 24, RESET_ALL: 26 };
+export const T = {
+  IN: 0, OUT: 1, FLUSH: 4, GET_ID: 8, DISCARD: 11, WRITE_ZEROES: 13, APPEND: 15, REPORT: 16, OPEN: 18, CLOSE: 20, FINISH: 22, RESET: 24, RESET_ALL: 26,
+};
 export const S = { OK: 0, IOERR: 1, UNSUPP: 2, INVALID: 3, UNALIGNED: 4, OPEN_RESOURCE: 5, ACTIVE_RESOURCE: 6 };
 
 export interface ChainSpec {

@@ -48,7 +48,9 @@ describe('request parser: the request types', () => {
       const a = parse({ type: T.APPEND, sector: 2048, out: [new Uint8Array(4096)], tail });
       expect([a.kind, a.sector, a.dataBytes, a.tailBytes]).toEqual([RequestKind.APPEND, 2048, 4096, tail]);
     }
-    const ops: Array<[number, ZoneOp]> = [[T.OPEN, ZoneOp.OPEN], [T.CLOSE, ZoneOp.CLOSE], [T.FINISH, ZoneOp.FINISH], [T.RESET, ZoneOp.RESET], [T.RESET_ALL, ZoneOp.RESET_ALL]];
+    const ops: Array<[number, ZoneOp]> = [
+      [T.OPEN, ZoneOp.OPEN], [T.CLOSE, ZoneOp.CLOSE], [T.FINISH, ZoneOp.FINISH], [T.RESET, ZoneOp.RESET], [T.RESET_ALL, ZoneOp.RESET_ALL],
+    ];
     for (const [type, op] of ops) {
       const m = parse({ type, sector: 4096 });
       expect([m.kind, m.zoneOp, m.sector]).toEqual([RequestKind.MGMT, op, 4096]);
@@ -93,7 +95,8 @@ describe('request parser: refusals and their status', () => {
 
   it('zone commands without ZONED and unknown types are UNSUPP; a report buffer under 64 bytes is ZONE_INVALID_CMD', () => {
     for (const type of [T.APPEND, T.REPORT, T.OPEN, T.CLOSE, T.FINISH, T.RESET, T.RESET_ALL]) {
-      expect(answer({ type, out: type === T.APPEND ? [new Uint8Array(512)] : [], inLens: type === T.REPORT ? [4096] : [], tail: type === T.APPEND ? 9 : 1 }, { zoned: false })).toBe(S.UNSUPP);
+      const out = type === T.APPEND ? [new Uint8Array(512)] : [];
+      expect(answer({ type, out, inLens: type === T.REPORT ? [4096] : [], tail: type === T.APPEND ? 9 : 1 }, { zoned: false })).toBe(S.UNSUPP);
     }
     expect(answer({ type: 99 })).toBe(S.UNSUPP);
     expect(answer({ type: 10 /* GET_LIFETIME */, inLens: [12] })).toBe(S.UNSUPP);

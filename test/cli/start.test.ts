@@ -49,16 +49,21 @@ describe('npm start', () => {
 describe('npm start rebuilds a stale build', () => {
   // scripts/start.sh in a skeleton checkout: dependencies and the addon count as installed, npx
   // records whether tsc ran, the CLI stub prints what it was asked to do.
-  function skeleton(): { root: string; run: () => string } {
+  function skeleton(): { root: string; run: () => string; npmLog: () => string } {
     const root = fs.mkdtempSync(path.join(dir, 'skel-'));
     const mk = (rel: string, text: string, mode = 0o644): void => {
       fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
       fs.writeFileSync(path.join(root, rel), text, { mode });
     };
     mk('scripts/start.sh', fs.readFileSync(path.join(__dirname, '../../scripts/start.sh'), 'utf8'), 0o755);
+    mk('scripts/native-addon.sh', fs.readFileSync(path.join(__dirname, '../../scripts/native-addon.sh'), 'utf8'));
     mk('scripts/install-deps.sh', 'exit 0\n', 0o755);
     mk('build/Release/vhost_user_zbd_native.node', '');
+    mk('binding.gyp', '{}\n');
+    mk('native/addon.cc', '');
+    mk('native/io-ring.cc', '');
     mk('bin/vhost-user-zbd.js', 'console.log("cli " + process.argv.slice(2)[0]);\n');
+    mk('tools/npm', `#!/bin/sh\necho "npm $*" >> "${root}/npm.log"\ntouch "${root}/build/Release/vhost_user_zbd_native.node"\n`, 0o755);
     mk('tools/npx', `#!/bin/sh\necho "npx $*" >> "${root}/npx.log"\ntouch "${root}/dist/cli/main.js"\n`, 0o755);
     mk('tsconfig.json', '{}\n');
     mk('src/cli/main.ts', '');
@@ -67,8 +72,10 @@ describe('npm start rebuilds a stale build', () => {
     mk('data/default.img', '');
     const t = (rel: string, s: number): void => fs.utimesSync(path.join(root, rel), s, s);
     // Sources and their directories at t=1000, the build at t=2000.
-    for (const f of ['tsconfig.json', 'src/cli/main.ts', 'src/blk/blk-device.ts', 'src/cli', 'src/blk', 'src']) t(f, 1000);
+    const sources = ['tsconfig.json', 'src/cli/main.ts', 'src/blk/blk-device.ts', 'src/cli', 'src/blk', 'src', 'binding.gyp', 'native/addon.cc', 'native/io-ring.cc', 'native'];
+    for (const f of sources) t(f, 1000);
     t('dist/cli/main.js', 2000);
+    t('build/Release/vhost_user_zbd_native.node', 2000);
     const env = { ...process.env, PATH: `${path.join(root, 'tools')}:${process.env.PATH}`, VHOST_USER_ZBD_DATA: path.join(root, 'data'), VHOST_USER_ZBD_RUN: path.join(root, 'run') };
     return {
       root,
@@ -78,6 +85,7 @@ describe('npm start rebuilds a stale build', () => {
         expect(r.stdout).toContain('cli serve');
         return fs.existsSync(path.join(root, 'npx.log')) ? fs.readFileSync(path.join(root, 'npx.log'), 'utf8') : '';
       },
+      npmLog: () => (fs.existsSync(path.join(root, 'npm.log')) ? fs.readFileSync(path.join(root, 'npm.log'), 'utf8') : ''),
     };
   }
 
@@ -90,5 +98,24 @@ describe('npm start rebuilds a stale build', () => {
     expect(s.run()).toBe('npx tsc -p tsconfig.json\n');
     // Built now: the next start does not build again.
     expect(s.run()).toBe('npx tsc -p tsconfig.json\n');
+  });
+
+  it('rebuilds the native addon when a native source or binding.gyp is newer than it, not otherwise', () => {
+    const s = skeleton();
+    s.run();
+    expect(s.npmLog()).toBe('');
+    // A checkout that changed one addon source (the .node stays at t=2000).
+    fs.utimesSync(path.join(s.root, 'native/io-ring.cc'), 3000, 3000);
+    s.run();
+    expect(s.npmLog()).toBe('npm run install\n');
+    s.run();
+    expect(s.npmLog()).toBe('npm run install\n');
+    fs.utimesSync(path.join(s.root, 'binding.gyp'), Date.now() / 1000 + 60, Date.now() / 1000 + 60);
+    s.run();
+    expect(s.npmLog()).toBe('npm run install\nnpm run install\n');
+    // A missing addon is built too.
+    fs.rmSync(path.join(s.root, 'build/Release/vhost_user_zbd_native.node'));
+    s.run();
+    expect(s.npmLog()).toBe('npm run install\n'.repeat(3));
   });
 });

@@ -75,7 +75,9 @@ describe('DirectIo', () => {
       await io.writev(pos, segs);
       expect(io.stats.bounced - before, `write ${segs.map((s) => s.byteLength)}`).toBe(1);
       expect(same(fileBytes(pos, want.length), want)).toBe(true);
-      const back = segs.map((s, i) => (isMapped(s) ? new Uint8Array(mem, 512 * 1024 + i * 16384 + (s.byteOffset % 4096), s.byteLength) : new Uint8Array(s.byteLength)));
+      const back = segs.map((s, i) => (isMapped(s)
+        ? new Uint8Array(mem, 512 * 1024 + i * 16384 + (s.byteOffset % 4096), s.byteLength)
+        : new Uint8Array(s.byteLength)));
       for (const b of back) b.fill(0xee);
       await io.readv(pos, back);
       expect(same(Buffer.concat(back.map((b) => Buffer.from(b))), want)).toBe(true);

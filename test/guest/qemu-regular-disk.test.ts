@@ -65,7 +65,9 @@ function patternBlock(tag: string): Buffer {
 
 describe.each(REGULAR_DISK_QEMUS)('$name guest, vhost-user-blk-pci (regular disk)', ({ name, tag, qemu }) => {
   /** Boot the QEMU guest with the disk at `socket`, run `script` (bash) inside; `shares` are writable there. */
-  const runQemu = (o: { socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number }): Promise<QemuResult> =>
+  const runQemu = (o: {
+    socket: string; queues: number; script: string; env: Record<string, string>; shares: string[]; timeoutSec?: number;
+  }): Promise<QemuResult> =>
     runQemuGuest(qemu(), 'blk', { sockets: [o.socket], queues: o.queues, script: o.script, env: o.env, shares: o.shares, timeoutSec: o.timeoutSec ?? 300 });
 
   it('builds the QEMU guest kernel + initramfs (cached after the first build); says which QEMU runs', async () => {

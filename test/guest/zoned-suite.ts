@@ -28,10 +28,13 @@ export function zonedGuestSuite(fe: GuestFrontend): void {
   // Served with 2 queues: the QEMU guest (2 vCPUs) uses both; UML's virtio_blk uses one (one CPU).
   const QUEUES = fe.id === 'uml' ? 1 : 2;
 
-  async function boot(tag: string, socket: string, d: string, script: string, env: Record<string, string>, mem?: string, timeoutSec = 200): Promise<GuestResult> {
+  async function boot(
+    tag: string, socket: string, d: string, script: string, env: Record<string, string>, mem?: string, timeoutSec = 200,
+  ): Promise<GuestResult> {
     const t0 = Date.now();
     try {
-      return await fe.run({ sockets: [socket], script: path.join(SCRIPTS, script), env, mem, shares: [d], queues: QUEUES, timeoutSec: guestTimeout(timeoutSec) });
+      const timeout = guestTimeout(timeoutSec);
+      return await fe.run({ sockets: [socket], script: path.join(SCRIPTS, script), env, mem, shares: [d], queues: QUEUES, timeoutSec: timeout });
     } finally {
       timings.push(`${tag} ${script}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     }

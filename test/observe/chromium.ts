@@ -161,7 +161,11 @@ export function decodePng(png: Buffer): { width: number; height: number; rgba: U
         case 1: p = a; break;
         case 2: p = b; break;
         case 3: p = (a + b) >> 1; break;
-        case 4: { const q = a + b - c, pa = Math.abs(q - a), pb = Math.abs(q - b), pc = Math.abs(q - c); p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c; break; }
+        case 4: {
+          const q = a + b - c, pa = Math.abs(q - a), pb = Math.abs(q - b), pc = Math.abs(q - c);
+          p = pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+          break;
+        }
         default: throw new Error(`PNG filter ${f}`);
       }
       row[x] = (src[x] + p) & 0xff;

@@ -39,7 +39,9 @@ async function start() {
   const fe = VhostUserFrontend.connect(server.socketPath);
   const mem = GuestMemoryImage.simple(8 * 1024 * 1024);
   let q: DriverQueue | undefined;
-  cleanups.push(async () => { fe.close(); await server.close(); await backend.close(); q?.closeFds(); mem.close(); rmSync(dir, { recursive: true, force: true }); });
+  cleanups.push(async () => {
+    fe.close(); await server.close(); await backend.close(); q?.closeFds(); mem.close(); rmSync(dir, { recursive: true, force: true });
+  });
   await fe.negotiate();
   await fe.setMemTable(mem);
   q = await fe.setupQueue(mem, 0, { size: 128 });

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { ZbdError } from '../../src/errors.js';
 import {
   decodeConfig, decodeHeader, decodeMemRegionMsg, decodeMemTable, decodeU64, decodeVringAddr, decodeVringBase,
-  decodeVringEnable, decodeVringFdMsg, decodeVringNum, decodeVringState, encodeConfig, handOverFd, hasOwnReply, VRING_NOFD, encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
+  decodeVringEnable, decodeVringFdMsg, decodeVringNum, decodeVringState, encodeConfig, handOverFd, hasOwnReply, VRING_NOFD,
+  encodeMemRegionMsg, encodeMemTable, encodeMessage, encodeU64, encodeVringAddr, encodeVringState,
   FLAG_NEED_REPLY, REPLY_FLAGS, Req, requestName, type VhostUserMessage,
 } from '../../src/vhost-user/messages.js';
 

@@ -74,7 +74,7 @@ class Model {
     this.nr = Math.ceil(p.capacity / p.zs);
     const nrSeq = this.nr - p.conv;
     // Limit normalisation as null_blk (spec §6.2), computed independently of the engine.
-    let active = p.active >= nrSeq ? 0 : p.active;
+    const active = p.active >= nrSeq ? 0 : p.active;
     let open = p.open;
     if (active && open > active) open = active;
     if (open >= nrSeq) open = 0;
@@ -325,7 +325,10 @@ function randomGeometry(rng: Rng, tiny: boolean): { input: GeometryInput; model:
   const active = rng.chance(0.3) ? 0 : rng.int(1, tiny ? 3 : 6);
   const maxAppend = bsec * rng.int(1, cap / bsec);
   return {
-    input: { capacitySectors: capacity, zoneSectors: zs, zoneCapacitySectors: cap, conventionalZones: conv, blockSize: bs, maxOpenZones: open, maxActiveZones: active, maxAppendSectors: maxAppend },
+    input: {
+      capacitySectors: capacity, zoneSectors: zs, zoneCapacitySectors: cap, conventionalZones: conv, blockSize: bs,
+      maxOpenZones: open, maxActiveZones: active, maxAppendSectors: maxAppend,
+    },
     model: { capacity, zs, cap, conv, bs, open, active, maxAppend },
   };
 }
