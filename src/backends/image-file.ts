@@ -294,11 +294,13 @@ export function inspectImageFd(fd: number): ImageInspection {
   if (size < header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (truncated)`, repair: 'extend the file (missing data reads as zeroes)' });
   else if (size > header.fileSize) problems.push({ zone: -1, message: `image file is ${size} bytes, expected ${header.fileSize} (trailing data)`, repair: 'truncate the trailing bytes' });
   const probe = new ZoneEngine(g);
+  // Entries are decoded into one scratch object; a problem keeps its own copy.
+  const scratch: PersistedZoneState = { wp: 0, dataEnd: 0, flags: 0 };
   for (const c of zoneTableChunks(fd, header, 0, g.nrZones)) {
     for (let i = 0; i < c.count; i++) inspectEntry(c.first + i, c.buf, i * ZONE_ENTRY_SIZE);
   }
   function inspectEntry(z: number, buf: Uint8Array, off: number): void {
-    const e = decodeZoneEntry(buf, off);
+    const e = decodeZoneEntry(buf, off, scratch);
     if (!e) {
       problems.push({ zone: z, entry: null, message: 'zone entry checksum mismatch', repair: 'mark the zone FULL with all its data readable (keeps every acknowledged byte)' });
       return;
@@ -306,7 +308,7 @@ export function inspectImageFd(fd: number): ImageInspection {
     if (probe.zoneType(z) === ZoneType.CONVENTIONAL) {
       const want = conventionalEntry(probe, z);
       if (e.wp !== want.wp || e.dataEnd !== want.dataEnd || e.flags !== 0) {
-        problems.push({ zone: z, entry: e, message: `conventional zone entry holds wp ${e.wp} data end ${e.dataEnd} flags ${e.flags}`, repair: 'rewrite the conventional zone entry' });
+        problems.push({ zone: z, entry: { ...e }, message: `conventional zone entry holds wp ${e.wp} data end ${e.dataEnd} flags ${e.flags}`, repair: 'rewrite the conventional zone entry' });
       }
       return;
     }
@@ -315,7 +317,7 @@ export function inspectImageFd(fd: number): ImageInspection {
       const capEnd = probe.zoneStart(z) + probe.zoneCap(z);
       const fixable = e.wp >= probe.zoneStart(z) && e.wp < capEnd && Number.isSafeInteger(e.wp) && (e.wp - probe.zoneStart(z)) % g.blockSectors === 0;
       problems.push({
-        zone: z, entry: e, message: why,
+        zone: z, entry: { ...e }, message: why,
         repair: fixable ? 'set the data end to the write pointer' : 'mark the zone FULL with all its data readable (keeps every acknowledged byte)',
       });
     }

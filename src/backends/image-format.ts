@@ -171,9 +171,16 @@ function u64le(buf: Uint8Array, off: number): number {
   return hi > 0x1fffff ? -1 : hi * 0x100000000 + u32le(buf, off);
 }
 
-/** Decode one entry; null when its checksum does not match (torn or corrupted). */
-export function decodeZoneEntry(buf: Uint8Array, off: number): PersistedZoneState | null {
+/**
+ * Decode one entry; null when its checksum does not match (torn or corrupted). With `out`
+ * the entry is decoded into it (a scan of a million entries then allocates nothing).
+ */
+export function decodeZoneEntry(buf: Uint8Array, off: number, out?: PersistedZoneState): PersistedZoneState | null {
   if (u32le(buf, off + 28) !== crc32(buf, off, off + 28)) return null;
   // Out-of-range values stay representable as -1 so the engine's validation names them.
-  return { wp: u64le(buf, off), dataEnd: u64le(buf, off + 8), flags: u32le(buf, off + 16) };
+  const e = out ?? { wp: 0, dataEnd: 0, flags: 0 };
+  e.wp = u64le(buf, off);
+  e.dataEnd = u64le(buf, off + 8);
+  e.flags = u32le(buf, off + 16);
+  return e;
 }

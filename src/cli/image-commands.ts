@@ -4,7 +4,7 @@ import { ZbdError } from '../errors.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
 import { ZoneEngine } from '../zoned/zone-engine.js';
 import { reportedWp } from '../zoned/zone-rules.js';
-import { persistedCond } from '../zoned/zone-table.js';
+import { persistedCond, type PersistedZoneState } from '../zoned/zone-table.js';
 import { ZONE_COND_LONG_NAMES, ZoneCond, ZoneOp, ZoneResult, ZoneType } from '../zoned/types.js';
 import {
   createImage, inspectImageFd, openImage, openImageHeader, openLocked, repairImageFd, zoneTableChunks, type ImageProfile,
@@ -95,6 +95,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
     // Geometry and entry validation only: it holds no zone state of this image.
     const probe = new ZoneEngine(g);
     const batch = new OutputBatch(o);
+    const entry: PersistedZoneState = { wp: 0, dataEnd: 0, flags: 0 };
     if (a.json) {
       batch.add(jsonReportHead({
         image, serial: imageSerial(header.uuid), profile: header.profile, preallocation: header.preallocation,
@@ -106,7 +107,7 @@ export async function cmdReport(a: ReportArgs, o: Out): Promise<number> {
     for (const c of zoneTableChunks(fd, header, first, count)) {
       for (let i = 0; i < c.count; i++) {
         const z = c.first + i;
-        const e = decodeZoneEntry(c.buf, i * ZONE_ENTRY_SIZE);
+        const e = decodeZoneEntry(c.buf, i * ZONE_ENTRY_SIZE, entry);
         if (!e) throw new ZbdError('EIMAGE', `zone ${z}: zone entry checksum mismatch (run 'vhost-user-zbd check --repair')`, z);
         const start = probe.zoneStart(z), len = probe.zoneLen(z), cap = probe.zoneCap(z), type = probe.zoneType(z);
         let cond: ZoneCond;

@@ -105,7 +105,8 @@ export class ZoneEngine {
     if (!Number.isSafeInteger(p.wp) || p.wp < start || p.wp > capEnd) {
       return `write pointer ${p.wp} outside the zone [${start}, ${capEnd}]`;
     }
-    if ((p.wp - start) % bs !== 0) return `write pointer ${p.wp} not aligned to the ${this.geo.blockSize}-byte block`;
+    // A zone is at most 2^31 sectors and a block a power of two: a mask, not a float modulo.
+    if (((p.wp - start) & (bs - 1)) !== 0) return `write pointer ${p.wp} not aligned to the ${this.geo.blockSize}-byte block`;
     if (!Number.isSafeInteger(p.dataEnd) || p.dataEnd < start || p.dataEnd > p.wp) {
       return `data end ${p.dataEnd} outside [zone start ${start}, write pointer ${p.wp}]`;
     }
