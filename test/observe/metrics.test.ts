@@ -139,8 +139,9 @@ describe('Prometheus metrics', () => {
     expect(m.get('vhost_user_zbd_requests_total{op="write",status="ioerr"}')).toBe(1);
     expect(m.get('vhost_user_zbd_requests_total{op="write",status="ok"}')).toBe(1);
     expect(m.get('vhost_user_zbd_requests_total{op="read",status="ok"}')).toBe(1);
-    // The read's latency includes its injected 120 ms delay.
-    expect(m.get('vhost_user_zbd_request_duration_seconds_sum{op="read"}')).toBeGreaterThanOrEqual(0.12);
+    // The read's latency includes its injected 120 ms delay (a Node timer may fire up to a few
+    // ms early against performance.now(); without the delay the read takes well under 10 ms).
+    expect(m.get('vhost_user_zbd_request_duration_seconds_sum{op="read"}')).toBeGreaterThanOrEqual(0.1);
   });
 
   it('keeps the last refused requests with their op, sector and status for the live page', async () => {
