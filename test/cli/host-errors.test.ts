@@ -13,6 +13,23 @@ import { hostFileError } from '../../src/backends/host-file-error.js';
 
 const bin = path.resolve(__dirname, '../../bin/vhost-user-zbd.js');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-hosterr-'));
+
+/**
+ * The CLI as the unprivileged user can run it. A checkout in a private directory (CI clones
+ * into one, mode 0700) is unreadable to `nobody`: then the built CLI (bin, dist, the addon,
+ * node_modules) is copied to a directory everyone may read, as such a user would install it.
+ */
+function binReadableByNobody(): string {
+  const check = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, bin, '--version'], { encoding: 'utf8' });
+  if (check.status === 0) return bin;
+  const root = path.resolve(__dirname, '../..');
+  const copy = fs.mkdtempSync(path.join(dir, 'cli-'));
+  for (const d of ['package.json', 'binding.gyp', 'bin', 'dist', 'build/Release', 'node_modules']) {
+    fs.cpSync(path.join(root, d), path.join(copy, d), { recursive: true, dereference: true });
+  }
+  fs.chmodSync(copy, 0o755);
+  return path.join(copy, 'bin/vhost-user-zbd.js');
+}
 const pids: number[] = [];
 afterAll(() => {
   for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
@@ -128,8 +145,9 @@ describe('host errors: one line, exit 1', () => {
     const img = path.join(priv, 'root.img');
     expect(run('create', img, '--size', '64M', '--zone-size', '4M').code).toBe(0);
     fs.chmodSync(img, 0o600);
+    const nobodyBin = binReadableByNobody();
     const asNobody = (...args: string[]): Run => {
-      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, bin, ...args], { encoding: 'utf8' });
+      const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, nobodyBin, ...args], { encoding: 'utf8' });
       return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
     };
     let r = asNobody('create', path.join(priv, 'x.img'), '--size', '64M', '--zone-size', '4M');
