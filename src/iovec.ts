@@ -4,6 +4,14 @@
 /** Scatter/gather list: views into mapped guest memory, never copies. */
 export type IoVec = readonly Uint8Array[];
 
+/**
+ * Empties a reused array, keeping its storage. `a.length = 0` is a runtime call that also
+ * frees the backing store, so the next push grows it again: twice per request on the ring.
+ */
+export function clearArray(a: unknown[]): void {
+  while (a.length > 0) a.pop();
+}
+
 export function iovBytes(iov: IoVec): number {
   let n = 0;
   for (const b of iov) n += b.byteLength;
@@ -30,7 +38,7 @@ export function iovSlice(iov: IoVec, from: number, to: number): Uint8Array[] {
  * wholly inside the range go in as they are, without a new view.
  */
 export function iovSliceInto(out: Uint8Array[], iov: IoVec, from: number, to: number): Uint8Array[] {
-  out.length = 0;
+  clearArray(out);
   let pos = 0;
   for (const b of iov) {
     const end = pos + b.byteLength;

@@ -50,6 +50,9 @@ export interface AppendResult {
   sector: number;
 }
 
+/** How a read or write issued in the callback form ends. */
+export type ResultCallback = (r: ZoneResult) => void;
+
 export interface Backend {
   readonly info: BackendInfo;
   /** Read nbytes = total iovec length at sector. Resolves a ZoneResult. */
@@ -58,6 +61,16 @@ export interface Backend {
   write(sector: number, iov: IoVec): Promise<ZoneResult>;
   /** ZONE_APPEND at the zone starting at zoneSector. */
   append(zoneSector: number, iov: IoVec): Promise<AppendResult>;
+  /**
+   * read/write without a Promise per request, for backends whose I/O is batched: the I/O may
+   * wait in a queue until endBatch(), and `done` may run inside endBatch() (a cached read
+   * completes in the submitting system call) or later. The device then completes a whole
+   * kick's batch in one pass: submit, completions, one used-ring update and notification.
+   */
+  submitRead?(sector: number, iov: IoVec, done: ResultCallback): void;
+  submitWrite?(sector: number, iov: IoVec, done: ResultCallback): void;
+  /** The device popped a batch of requests: start what is queued, run what completed. */
+  endBatch?(): void;
   /** Make every completed write durable (fdatasync for files). */
   flush(): Promise<ZoneResult>;
   /**

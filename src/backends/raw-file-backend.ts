@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
 import { SECTOR_SIZE, ZoneResult } from '../zoned/types.js';
-import type { AppendResult, Backend, BackendInfo } from './backend.js';
+import type { AppendResult, Backend, BackendInfo, ResultCallback } from './backend.js';
 import { sysfsBlockPath } from './device-number.js';
 import { openLocked } from './image-file.js';
 import { iovBytes, type IoVec } from '../iovec.js';
@@ -70,21 +70,31 @@ export class RawFileBackend implements Backend {
   }
 
   read(sector: number, iov: IoVec): Promise<ZoneResult> {
-    const bytes = iovBytes(iov);
-    if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => transferAll(this.io, 'read', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
-      if (err) { this.log?.error({ err, sector, bytes }, 'read failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
-    }));
+    return new Promise((resolve) => this.submitRead(sector, iov, resolve));
   }
 
   write(sector: number, iov: IoVec): Promise<ZoneResult> {
-    if (this.info.readOnly) return Promise.resolve(ZoneResult.READ_ONLY);
-    const bytes = iovBytes(iov);
-    if (!this.inRange(sector, bytes)) return Promise.resolve(ZoneResult.OUT_OF_RANGE);
-    return new Promise((resolve) => transferAll(this.io, 'write', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
-      if (err) { this.log?.error({ err, sector, bytes }, 'write failed'); resolve(ZoneResult.IO_ERROR); } else resolve(ZoneResult.OK);
-    }));
+    return new Promise((resolve) => this.submitWrite(sector, iov, resolve));
   }
+
+  submitRead(sector: number, iov: IoVec, done: ResultCallback): void {
+    const bytes = iovBytes(iov);
+    if (!this.inRange(sector, bytes)) { done(ZoneResult.OUT_OF_RANGE); return; }
+    transferAll(this.io, 'read', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
+      if (err) { this.log?.error({ err, sector, bytes }, 'read failed'); done(ZoneResult.IO_ERROR); } else done(ZoneResult.OK);
+    });
+  }
+
+  submitWrite(sector: number, iov: IoVec, done: ResultCallback): void {
+    if (this.info.readOnly) { done(ZoneResult.READ_ONLY); return; }
+    const bytes = iovBytes(iov);
+    if (!this.inRange(sector, bytes)) { done(ZoneResult.OUT_OF_RANGE); return; }
+    transferAll(this.io, 'write', this.fd, iov, sector * SECTOR_SIZE, bytes, (err) => {
+      if (err) { this.log?.error({ err, sector, bytes }, 'write failed'); done(ZoneResult.IO_ERROR); } else done(ZoneResult.OK);
+    });
+  }
+
+  endBatch(): void { this.io.flush(); }
 
   append(): Promise<AppendResult> { return Promise.resolve({ result: ZoneResult.UNSUPPORTED, sector: 0 }); }
 

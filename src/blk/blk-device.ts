@@ -56,6 +56,13 @@ export interface RequestHooks {
   onComplete?(req: BlkRequest, status: number): void;
 }
 
+/**
+ * Every this many requests popped in one pass, those started so far are submitted and their
+ * completions published (used ring, notification): a guest polling its used ring (or woken by the call) refills the queue while
+ * the rest of a large batch is served, instead of both sides taking turns. 4K random reads
+ * QD32 on ext4 (one queue): whole batches 156-188k IOPS, chunks of 16 / 8 / 4 220k / 225k / 214k.
+ */
+const PUBLISH_EVERY = 8;
 const SEGMENTS: SegmentLimits = { maxSectors: DISCARD_MAX_SECTORS, maxSegments: DISCARD_MAX_SEGMENTS };
 
 /** Little-endian u64 from a safe integer, without a BigInt per value. */
@@ -83,8 +90,10 @@ class Slot extends BlkRequest {
 
   constructor(dev: BlkDevice) {
     super();
-    this.onResult = (r) => dev.finish(this, r);
-    this.onWritten = (r) => dev.written(this, r);
+    // These two may be called from inside a backend's completion loop (submitRead/submitWrite):
+    // a fault here must not cut that loop short and strand the other requests of the batch.
+    this.onResult = (r) => { try { dev.finish(this, r); } catch (err) { dev.completionFailed(this, err); } };
+    this.onWritten = (r) => { try { dev.written(this, r); } catch (err) { dev.completionFailed(this, err); } };
     this.onAppended = (a) => dev.appended(this, a);
     this.onAppendDurable = (r) => dev.appendDone(this, r);
     this.onSegment = (r) => dev.segmentDone(this, r);
@@ -112,6 +121,11 @@ export class BlkDevice implements VirtioDevice {
   private readonly slots: Slot[][];
   private readonly pendingNotify = new Set<VirtQueueHandle>();
   private notifyScheduled = false;
+  /** Inside queueKicked: it publishes completions itself when done. */
+  private inKick = false;
+  /** The backend's callback forms of read and write (no Promise per request), when it has them. */
+  private readonly submitRead: Backend['submitRead'];
+  private readonly submitWrite: Backend['submitWrite'];
   private readonly serial: Uint8Array;
   private readonly offersDiscard: boolean;
   private readonly offersWriteZeroes: boolean;
@@ -122,6 +136,8 @@ export class BlkDevice implements VirtioDevice {
 
   constructor(o: BlkDeviceOptions) {
     this.backend = o.backend;
+    this.submitRead = o.backend.submitRead?.bind(o.backend);
+    this.submitWrite = o.backend.submitWrite?.bind(o.backend);
     this.log = o.logger;
     this.numQueues = o.numQueues;
     this.maxQueueSize = o.maxQueueSize ?? 1024;
@@ -238,11 +254,26 @@ export class BlkDevice implements VirtioDevice {
   }
 
   queueKicked(queue: VirtQueueHandle): void {
-    for (let chain = queue.pop(); chain; chain = queue.pop()) {
-      this.inflight[queue.index]++;
-      const req = this.slotFor(queue, chain);
-      parseRequest(chain, this.ctx, req);
-      this.start(req);
+    // Completions inside this pass are published together at its end, not from a microtask.
+    this.inKick = true;
+    try {
+      let n = 0;
+      for (let chain = queue.pop(); chain; chain = queue.pop()) {
+        this.inflight[queue.index]++;
+        const req = this.slotFor(queue, chain);
+        parseRequest(chain, this.ctx, req);
+        this.start(req);
+        if (++n === PUBLISH_EVERY) {
+          n = 0;
+          this.backend.endBatch?.();
+          if (this.pendingNotify.size) this.flushNotify();
+        }
+      }
+      // The batch is complete: one submission for the rest of it; what completes inside it
+      // (cached reads) goes back to the guest with the same used-ring update and notification.
+      this.backend.endBatch?.();
+    } finally {
+      this.inKick = false;
     }
     if (this.pendingNotify.size) this.flushNotify();
   }
@@ -308,8 +339,14 @@ export class BlkDevice implements VirtioDevice {
   private execute(req: Slot): void {
     const b = this.backend;
     switch (req.kind) {
-      case RequestKind.READ: b.read(req.sector, req.data).then(req.onResult, req.onError); return;
-      case RequestKind.WRITE: b.write(req.sector, req.data).then(req.onWritten, req.onError); return;
+      case RequestKind.READ:
+        if (this.submitRead) this.submitRead(req.sector, req.data, req.onResult);
+        else b.read(req.sector, req.data).then(req.onResult, req.onError);
+        return;
+      case RequestKind.WRITE:
+        if (this.submitWrite) this.submitWrite(req.sector, req.data, req.onWritten);
+        else b.write(req.sector, req.data).then(req.onWritten, req.onError);
+        return;
       case RequestKind.FLUSH: b.flush().then(req.onResult, req.onError); return;
       case RequestKind.GET_ID: {
         const n = iovWrite(req.data, 0, this.serial.subarray(0, Math.min(GET_ID_BYTES, req.dataBytes)));
@@ -419,6 +456,13 @@ export class BlkDevice implements VirtioDevice {
     this.complete(req, STATUS.IOERR, 1);
   }
 
+  /** Completing a request threw (a bug in a hook or the device): say so; the queue goes on. */
+  completionFailed(req: Slot, err: unknown): void {
+    this.log.error({
+      err, queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector,
+    }, 'request completion failed');
+  }
+
   /**
    * The one completion path: status byte into the last writable byte, hooks, push; the guest
    * is notified once per batch of completions that resolve together.
@@ -437,7 +481,7 @@ export class BlkDevice implements VirtioDevice {
     req.chain = null;
     queue.push(chain, written);
     this.pendingNotify.add(queue);
-    if (!this.notifyScheduled) {
+    if (!this.notifyScheduled && !this.inKick) {
       this.notifyScheduled = true;
       queueMicrotask(() => this.flushNotify());
     }

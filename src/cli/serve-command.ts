@@ -29,6 +29,7 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
   .option('model', { choices: ['hm', 'none'] as const, default: 'hm' as const, describe: 'hm: host-managed zoned disk; none: regular disk from a raw file or a non-zoned --device' })
   .option('queues', { type: 'string', coerce: intOpt('--queues'), default: '1', describe: 'number of request queues' })
   .option('queue-size', { type: 'string', coerce: intOpt('--queue-size'), default: '1024', describe: 'largest virtqueue size accepted' })
+  .option('poll-max-us', { type: 'string', coerce: intOpt('--poll-max-us'), default: '32', describe: 'longest busy-poll of the queues after serving one, µs (adaptive, from 0 up to this; 0: served from kicks only)' })
   .option('read-only', { type: 'boolean', default: false })
   .option('log-level', { choices: LOG_LEVELS, default: 'info' as LevelWithSilent, describe: 'debug traces every vhost-user message' })
   .option('hints', { type: 'boolean', default: true, describe: 'print VM command lines once listening' })
@@ -42,7 +43,7 @@ export const serveCommand: CommandModule = (y: Argv, o, done) => y.command('serv
 (a) => done(import('./serve.js').then(({ serve }) => serve({
   socket: a.socket, image: a.image, memory: a.memory, device: a.device, size: a.size, zoneSize: a['zone-size'], zoneCapacity: a['zone-capacity'],
   conventional: a.conventional, maxOpen: a['max-open'], maxActive: a['max-active'], blockSize: a['block-size'],
-  model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), readOnly: a['read-only'],
+  model: a.model, queues: Number(a.queues), queueSize: Number(a['queue-size']), pollMaxUs: Number(a['poll-max-us']), readOnly: a['read-only'],
   logLevel: a['log-level'], hints: a.hints, http: a.http, httpAllowRemote: a['http-allow-remote'], api: a.api, volatileCache: a['volatile-cache'],
   powerCutOnDisconnect: a['power-cut-on-disconnect'], powerCutPolicy: a['power-cut-policy'], powerCutSeed: a['power-cut-seed'],
 }, o))));

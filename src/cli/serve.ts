@@ -13,7 +13,7 @@ import { MemoryDiskBackend } from '../backends/memory-disk-backend.js';
 import { RawFileBackend } from '../backends/raw-file-backend.js';
 import { HostDeviceBackend } from '../backends/host-device-backend.js';
 import { BlkDevice } from '../blk/blk-device.js';
-import { VhostUserServer } from '../vhost-user/server.js';
+import { DEFAULT_POLL_MAX_US, VhostUserServer } from '../vhost-user/server.js';
 import { bytesToSectors, parseSize } from '../zoned/geometry.js';
 import { ApiRouter, ApiServer } from '../control/api-server.js';
 import { registerControlRoutes } from '../control/control-routes.js';
@@ -40,6 +40,8 @@ export interface ServeArgs {
   model: 'hm' | 'none';
   queues: number;
   queueSize: number;
+  /** Longest adaptive busy-poll window of the queues, µs (0: off). */
+  pollMaxUs?: number;
   readOnly: boolean;
   logLevel: LevelWithSilent;
   /** Print ready-to-paste VM command lines once listening. */
@@ -118,6 +120,10 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   if (!Number.isInteger(a.queueSize) || a.queueSize < 2 || a.queueSize > 32768 || (a.queueSize & (a.queueSize - 1)) !== 0) {
     throw new ZbdError('EARG', `--queue-size ${a.queueSize} must be a power of two from 2 to 32768`, a.queueSize);
   }
+  const pollMaxUs = a.pollMaxUs ?? DEFAULT_POLL_MAX_US;
+  if (!Number.isInteger(pollMaxUs) || pollMaxUs < 0 || pollMaxUs > 1_000_000) {
+    throw new ZbdError('EARG', `--poll-max-us ${pollMaxUs} must be 0..1000000`, pollMaxUs);
+  }
   if (a.volatileCache && a.device) {
     throw new ZbdError('EARG', '--volatile-cache needs an emulated disk (--image or --memory): a host drive\'s written data cannot be rolled back', a.device);
   }
@@ -132,7 +138,7 @@ export async function serve(a: ServeArgs, o: Out): Promise<number> {
   device = new BlkDevice({ backend, numQueues: a.queues, maxQueueSize: a.queueSize, model: a.model, logger: log });
   const faults = new FaultRules();
   device.faults = faults;
-  const server = new VhostUserServer({ socketPath: a.socket, device, logger: log });
+  const server = new VhostUserServer({ socketPath: a.socket, device, logger: log, pollMaxUs });
   const observer = createObserver({ device, backend, server, subject: a.image ?? a.device ?? '(memory)', logger: log });
   let http: HttpListener | null = null;
   const power = new PowerControl({

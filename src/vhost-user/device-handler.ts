@@ -3,6 +3,7 @@
 // back-end request channel, and the VirtioDevice those drive. Checks that need this state
 // (queue index in range, feature bits offered, ring running) are made here.
 import type { Logger } from 'pino';
+import type { BusyPoll } from '../busy-poll.js';
 import { ZbdError } from '../errors.js';
 import { closeFd, sendMsg } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
@@ -35,6 +36,7 @@ export interface DeviceHandlerOptions {
   log: Logger;
   memory?: MemoryTableOptions;
   maxChainBytes?: number;
+  poll?: BusyPoll;
 }
 
 function protoErr(what: string, value: unknown): ZbdError {
@@ -66,7 +68,7 @@ export class DeviceHandler implements BackendRequests {
     const vrings: Vring[] = [];
     for (let q = 0; q < opts.device.numQueues; q++) {
       vrings.push(new Vring({ index: q, log: this.log.child({ queue: q }), device: opts.device, memory: this.memory.table,
-        maxChainBytes: opts.maxChainBytes }));
+        maxChainBytes: opts.maxChainBytes, poll: opts.poll }));
     }
     this.vrings = vrings;
     this.memory.setUsers(vrings);

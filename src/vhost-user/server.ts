@@ -3,6 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { lstatSync, unlinkSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { BusyPoll } from '../busy-poll.js';
 import { ZbdError } from '../errors.js';
 import { acceptUnix, closeFd, connectUnix, FdPoller, listenUnix } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
@@ -17,7 +18,15 @@ export interface VhostUserServerOptions {
   backlog?: number;
   memory?: MemoryTableOptions;
   maxChainBytes?: number;
+  /**
+   * Longest busy-poll window after serving a queue, µs (default 32, as QEMU's poll-max-ns;
+   * 0: queues are served from kicks only). The window adapts between 0 and this.
+   */
+  pollMaxUs?: number;
 }
+
+/** QEMU's default poll-max-ns for an iothread is 32768. */
+export const DEFAULT_POLL_MAX_US = 32;
 
 /**
  * Events: 'connect' (conn), 'disconnect' (conn, reason) after a session's teardown finished.
@@ -31,6 +40,8 @@ export class VhostUserServer extends EventEmitter {
   private conn: FrontendSession | null = null;
   private nextId = 1;
   private closing: Promise<void> | null = null;
+  /** One poller for the thread: every session's queues. */
+  readonly poll: BusyPoll;
 
   constructor(opts: VhostUserServerOptions) {
     super();
@@ -38,6 +49,7 @@ export class VhostUserServer extends EventEmitter {
     this.opts = opts;
     this.socketPath = opts.socketPath;
     this.log = opts.logger;
+    this.poll = new BusyPoll(opts.pollMaxUs ?? DEFAULT_POLL_MAX_US);
   }
 
   get connection(): FrontendSession | null { return this.conn; }
@@ -87,6 +99,7 @@ export class VhostUserServer extends EventEmitter {
     log.info('front-end connected');
     const conn = new FrontendSession({
       fd, id, device: this.opts.device, log, memory: this.opts.memory, maxChainBytes: this.opts.maxChainBytes,
+      poll: this.poll.maxMs > 0 ? this.poll : undefined,
       onClosed: (c, reason) => {
         if (this.conn === c) this.conn = null;
         this.emit('disconnect', c, reason);

@@ -5,6 +5,7 @@
 // once, answered with a failure if the front-end asked for a reply, and never ends the
 // session: only a hang-up or lost framing does.
 import type { Logger } from 'pino';
+import type { BusyPoll } from '../busy-poll.js';
 import { ZbdError } from '../errors.js';
 import { closeFd } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
@@ -27,6 +28,8 @@ export interface SessionOptions {
   log: Logger;
   memory?: MemoryTableOptions;
   maxChainBytes?: number;
+  /** Busy polling of the queues between kicks (shared by the server's sessions). */
+  poll?: BusyPoll;
   /** Called once after teardown finished (rings drained, memory unmapped, device reset). */
   onClosed?: (session: FrontendSession, reason: string) => void;
 }
@@ -49,7 +52,7 @@ export class FrontendSession {
     this.log = opts.log;
     this.onClosed = opts.onClosed;
     this.handler = new DeviceHandler({ device: opts.device, log: opts.log, memory: opts.memory,
-      maxChainBytes: opts.maxChainBytes });
+      maxChainBytes: opts.maxChainBytes, poll: opts.poll });
     this.channel = new MessageChannel(opts.fd, {
       onMessage: (m) => this.enqueue(m),
       onClose: (reason) => {

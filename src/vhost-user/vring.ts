@@ -3,6 +3,7 @@
 // enabled/disabled, and the split ring over guest memory (virtio/) that serves it. The ring
 // signals the guest through this object, so the call fd exists in one place only.
 import type { Logger } from 'pino';
+import type { BusyPoll, PollSource } from '../busy-poll.js';
 import { ZbdError } from '../errors.js';
 import { closeFd, FdPoller, readCounter, writeCounter } from '../native/index.js';
 import type { VirtioDevice } from '../virtio/device.js';
@@ -17,18 +18,21 @@ export interface VringOptions {
   device: VirtioDevice;
   memory: GuestMemory;
   maxChainBytes?: number;
+  /** Busy polling shared by the thread's queues (none: served from kicks only). */
+  poll?: BusyPoll;
 }
 
 function queueErr(index: number, what: string, value: unknown): ZbdError {
   return new ZbdError('EPROTO', `queue ${index}: ${what}`, value);
 }
 
-export class Vring implements CallSignal {
+export class Vring implements CallSignal, PollSource {
   readonly index: number;
   readonly log: Logger;
   private readonly device: VirtioDevice;
   private readonly memory: GuestMemory;
   private readonly maxChainBytes: number | undefined;
+  private readonly poll: BusyPoll | undefined;
   /** SET_VRING_NUM (0 = not set). */
   private num = 0;
   private addrs: SplitRingAddrs | null = null;
@@ -53,6 +57,7 @@ export class Vring implements CallSignal {
     this.device = opts.device;
     this.memory = opts.memory;
     this.maxChainBytes = opts.maxChainBytes;
+    this.poll = opts.poll;
   }
 
   /** The split ring (null until the first start). */
@@ -119,8 +124,10 @@ export class Vring implements CallSignal {
         this.clearKick();
         return;
       }
-      this.kickIfRunnable();
+      if (this.poll) this.poll.woke(this);
+      else this.kickIfRunnable();
     });
+    this.poll?.add(this);
     // Guests may have queued requests before the kick fd existed (and resubmitted ones wait):
     // look once now.
     this.kickIfRunnable();
@@ -142,6 +149,11 @@ export class Vring implements CallSignal {
     this.enabled = on;
     this.kickIfRunnable();
   }
+
+  // PollSource: the avail ring looked at between kicks.
+  ready(): boolean { return this.splitRing !== null && this.splitRing.hasAvail(); }
+  run(): void { this.kickIfRunnable(); }
+  mute(on: boolean): boolean { return this.splitRing !== null && this.splitRing.muteKicks(on); }
 
   /** CallSignal for the split ring: one write to the call fd. */
   signal(): boolean {
@@ -203,6 +215,7 @@ export class Vring implements CallSignal {
   }
 
   private clearKick(): void {
+    this.poll?.remove(this);
     this.kickPoller?.stop();
     this.kickPoller = null;
     if (this.kickFd >= 0) closeFd(this.kickFd);

@@ -1,5 +1,6 @@
 // A popped descriptor chain. The queue keeps one object per head index and reuses it, so the
 // hot path allocates only the guest-memory views themselves.
+import { clearArray } from '../iovec.js';
 import type { DescChain } from './device.js';
 
 export class PooledChain implements DescChain {
@@ -23,8 +24,8 @@ export class PooledChain implements DescChain {
   }
 
   reset(): void {
-    this.readable.length = 0;
-    this.writable.length = 0;
+    clearArray(this.readable);
+    clearArray(this.writable);
     this.readableBytes = 0;
     this.writableBytes = 0;
     this.error = null;

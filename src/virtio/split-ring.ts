@@ -119,6 +119,8 @@ export class SplitRing implements VirtQueueHandle {
   broken: string | null = null;
   /** Inflight tracking for the next start (null: none). */
   inflight: InflightLog | null = null;
+  /** Kicks muted while the ring is busy-polled (muteKicks). */
+  private kicksMuted = false;
   readonly stats: SplitRingStats = { popped: 0, pushed: 0, malformed: 0, notified: 0, suppressed: 0 };
 
   private memory: GuestMemory | null = null;
@@ -216,6 +218,9 @@ export class SplitRing implements VirtQueueHandle {
     this.signalledValid = false;
     this.broken = null;
     this.resubmit = [];
+    // A ring (re)starts with kicks on: a poller muted them, if at all, for the run that ended.
+    this.kicksMuted = false;
+    if (this.memory && !this.eventIdx) this.usedDv.setUint16(this.usedOff, 0, true);
     if (this.inflight && this.memory) {
       const heads = this.inflight.recover(this.usedIdx, this.size);
       const next = (this.usedIdx + heads.length) & 0xffff;
@@ -243,13 +248,37 @@ export class SplitRing implements VirtQueueHandle {
     }
   }
 
+  /** Chains are waiting to be popped (a poller's cheap look: one read of avail.idx). */
+  hasAvail(): boolean {
+    if (!this.active || this.broken !== null || this.memory === null) return false;
+    return this.resubmit.length > 0 || this.availDv.getUint16(this.availOff + 2, true) !== this.lastAvailIdx;
+  }
+
+  /**
+   * Mutes (true) or unmutes guest kicks while the ring is polled. Muted, pop() does not ask
+   * for a kick when it empties the ring (EVENT_IDX: avail_event is left behind) and used.flags
+   * says NO_NOTIFY (without EVENT_IDX). Unmuting asks for the next kick, then looks once more:
+   * true when chains were added that the guest did not kick for.
+   */
+  muteKicks(on: boolean): boolean {
+    if (this.kicksMuted === on) return false;
+    this.kicksMuted = on;
+    if (this.memory === null) return false;
+    if (!this.eventIdx) this.usedDv.setUint16(this.usedOff, on ? VRING_USED_F_NO_NOTIFY : 0, true);
+    if (on) return false;
+    if (this.eventIdx) this.usedDv.setUint16(this.usedOff + 4 + 8 * this.size, this.lastAvailIdx, true);
+    // The kick request must be visible before we read avail.idx again (store→load).
+    memoryBarrier();
+    return this.hasAvail();
+  }
+
   pop(): DescChain | null {
     if (!this.active || this.broken !== null || this.memory === null) return null;
     if (this.resubmit.length > 0) return this.popResubmitted(this.resubmit.pop()!, this.memory);
     const last = this.lastAvailIdx;
     let availIdx = this.availDv.getUint16(this.availOff + 2, true);
     if (availIdx === last) {
-      if (!this.eventIdx) return null;
+      if (!this.eventIdx || this.kicksMuted) return null;
       // Ask for a kick when the guest adds entry `last`, then look again: the guest may have
       // added it after our read but before it could see the new avail_event (lost wakeup).
       this.usedDv.setUint16(this.usedOff + 4 + 8 * this.size, last, true);
