@@ -51,10 +51,11 @@ class BatchingBackend implements Backend {
 
   read(sector: number, iov: IoVec) { this.promiseCalls++; return this.inner.read(sector, iov); }
   write(sector: number, iov: IoVec) { this.promiseCalls++; return this.inner.write(sector, iov); }
-  append(zoneSector: number, iov: IoVec) { return this.inner.append(zoneSector, iov); }
+  // A regular disk: no zone commands (the inner backend refuses them itself).
+  append() { return this.inner.append(); }
   flush() { return this.inner.flush(); }
-  reportZones(...a: Parameters<Backend['reportZones']>) { return this.inner.reportZones(...a); }
-  zoneMgmt(...a: Parameters<Backend['zoneMgmt']>) { return this.inner.zoneMgmt(...a); }
+  reportZones() { return this.inner.reportZones(); }
+  zoneMgmt() { return this.inner.zoneMgmt(); }
   close() { return this.inner.close(); }
 }
 

@@ -94,12 +94,12 @@ describe('BusyPoll', () => {
   });
 
   it('drops the window to 0 after a wake-up later than the maximum, and grows it again', async () => {
-    const poll = new BusyPoll(20_000);
+    const poll = new BusyPoll(100_000);
     const s = new FakeSource();
     poll.add(s);
     await grow(poll, s, 16);
     expect(poll.stats.windowUs).toBe(16);
-    await sleep(80); // idle longer than 20 ms
+    await sleep(250); // idle longer than 100 ms
     s.work = 1;
     poll.woke(s);
     expect(poll.stats.windowUs).toBe(0);
@@ -170,7 +170,7 @@ describe('BusyPoll', () => {
     poll.add(a);
     poll.add(b);
     // A window long enough for a second look at b (the first finds nothing).
-    await grow(poll, a, 8000);
+    await grow(poll, a, 30_000);
     const { wakeups: w0, hits: h0 } = poll.stats;
     const bRuns = b.runs;
     b.workOnReadyCall = 2;

@@ -135,7 +135,6 @@ describe('split ring kick muting', () => {
       expect(usedFlags()).toBe(eventIdx ? 0 : NO_NOTIFY);
       ring.start(0);
       expect(usedFlags(), `eventIdx ${eventIdx}`).toBe(0);
-      expect(ring.muteKicks(false), 'already unmuted by start').toBe(false);
       add(dq, buf);
       expect(dq.kicks).toBe(1);
       expect(ring.pop()).not.toBeNull();
@@ -143,6 +142,13 @@ describe('split ring kick muting', () => {
       if (eventIdx) expect(dq.availEvent, 'pop re-arms: kicks are on').toBe(1);
       add(dq, buf);
       expect(dq.kicks).toBe(2);
+      // Muting again takes effect (the ring did not still count itself muted).
+      ring.pop();
+      ring.muteKicks(true);
+      expect(usedFlags()).toBe(eventIdx ? 0 : NO_NOTIFY);
+      expect(ring.pop()).toBeNull();
+      add(dq, buf);
+      expect(dq.kicks, 'muted: no kick').toBe(2);
     }
   });
 });
