@@ -77,12 +77,6 @@ Napi::Value Munmap(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-Napi::Value MemoryBarrier(const Napi::CallbackInfo& info) {
-  // Orders our ring index accesses against the guest's CPUs (see ARCHITECTURE.md).
-  __atomic_thread_fence(__ATOMIC_SEQ_CST);
-  return info.Env().Undefined();
-}
-
 Napi::Value PageSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(sysconf(_SC_PAGESIZE)));
 }
@@ -107,7 +101,6 @@ void ExportMemory(Napi::Env env, Napi::Object exports) {
                   {{"memfdCreate", MemfdCreate},
                    {"mmap", Mmap},
                    {"munmap", Munmap},
-                   {"memoryBarrier", MemoryBarrier},
                    {"pageSize", PageSize},
                    {"pageOffsetOf", PageOffsetOf}});
 }

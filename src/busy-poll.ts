@@ -19,6 +19,12 @@ export interface PollSource {
   /** Serve the waiting work. */
   run(): void;
   /**
+   * Work served is still in flight (completions to come from I/O or microtasks). Polling
+   * then ends the turn so the event loop can deliver them; otherwise it goes on polling in
+   * the same turn, sparing the guest the event loop's round trip between two requests.
+   */
+  busy(): boolean;
+  /**
    * Mute (true) or unmute (false) this source's own wake-ups while it is polled. Unmuting
    * returns true when work arrived that no wake-up will announce (it is then served).
    */
@@ -38,6 +44,8 @@ export interface BusyPollStats {
 
 /** First window once polling pays (QEMU starts at 4 µs too). */
 const INITIAL_WINDOW_MS = 0.004;
+/** Longest stretch polled in one event-loop turn: other fds (the vhost-user socket) wait at most this. */
+const TURN_BUDGET_MS = 0.5;
 
 export class BusyPoll {
   /** Largest window, ms (0: polling off, every source is served from its wake-up only). */
@@ -96,12 +104,24 @@ export class BusyPoll {
     if (this.windowMs > 0 && src.length > 0) {
       this.setMuted(true);
       this.stats.turns++;
-      const end = performance.now() + this.windowMs;
-      do {
+      let now = performance.now();
+      const budgetEnd = now + TURN_BUDGET_MS;
+      let end = now + this.windowMs;
+      for (;;) {
+        let ran = false;
         for (let i = 0; i < src.length; i++) {
-          if (src[i].ready()) { src[i].run(); hit = true; }
+          if (src[i].ready()) { src[i].run(); ran = true; }
         }
-      } while (!hit && performance.now() < end);
+        now = performance.now();
+        if (ran) {
+          hit = true;
+          if (this.anyBusy() || now >= budgetEnd) break;
+          // All of it completed inside run(): keep looking, a new full window from here.
+          end = now + this.windowMs;
+        } else if (now >= end) {
+          break;
+        }
+      }
       if (hit) {
         this.stats.hits++;
         this.schedule();
@@ -118,6 +138,11 @@ export class BusyPoll {
     }
     if (hit) { this.schedule(); return; }
     this.sleptAt = performance.now();
+  }
+
+  private anyBusy(): boolean {
+    for (let i = 0; i < this.sources.length; i++) if (this.sources[i].busy()) return true;
+    return false;
   }
 
   /** QEMU's rule: grow while wake-ups come within the maximum, stop polling when one does not. */

@@ -52,6 +52,8 @@ export interface AppendResult {
 
 /** How a read or write issued in the callback form ends. */
 export type ResultCallback = (r: ZoneResult) => void;
+/** How a zone append issued in the callback form ends: where the data landed when OK. */
+export type AppendCallback = (r: ZoneResult, sector: number) => void;
 
 export interface Backend {
   readonly info: BackendInfo;
@@ -69,6 +71,7 @@ export interface Backend {
    */
   submitRead?(sector: number, iov: IoVec, done: ResultCallback): void;
   submitWrite?(sector: number, iov: IoVec, done: ResultCallback): void;
+  submitAppend?(zoneSector: number, iov: IoVec, done: AppendCallback): void;
   /** The device popped a batch of requests: start what is queued, run what completed. */
   endBatch?(): void;
   /** Make every completed write durable (fdatasync for files). */

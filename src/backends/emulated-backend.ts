@@ -1,7 +1,7 @@
 // An emulated host-managed disk: the zone engine decides, a Storage moves the bytes.
 // Shared by the memory and file backends so both answer identically.
 import type { Logger } from 'pino';
-import type { AppendResult, Backend, BackendInfo } from './backend.js';
+import type { AppendCallback, AppendResult, Backend, BackendInfo } from './backend.js';
 import { iovBytes, iovFill, iovSlice, type IoVec } from '../iovec.js';
 import type { Storage } from './storage.js';
 import { ZoneEngine } from '../zoned/zone-engine.js';
@@ -28,7 +28,8 @@ export class EmulatedBackend implements Backend {
   private ackTokens: unknown[] = [];
   private ackResults: ZoneResult[] = [];
   private ackScheduled = false;
-  private readonly ackFn = (): void => this.persistAndAcknowledge();
+  // endBatch() may have acknowledged the turn's writes already.
+  private readonly ackFn = (): void => { if (this.ackScheduled) this.persistAndAcknowledge(); };
   /**
    * Zones whose old data is still being freed after a reset: their data transfers (and
    * reads) wait here, in arrival order, so the freeing cannot punch newly written data.
@@ -59,53 +60,81 @@ export class EmulatedBackend implements Backend {
     };
   }
 
-  async read(sector: number, iov: IoVec): Promise<ZoneResult> {
+  read(sector: number, iov: IoVec): Promise<ZoneResult> {
+    return new Promise((resolve) => this.submitRead(sector, iov, resolve));
+  }
+
+  submitRead(sector: number, iov: IoVec, done: Resolver): void {
     const bytes = iovBytes(iov);
-    if (bytes % SECTOR_SIZE !== 0) return ZoneResult.INVALID;
+    if (bytes % SECTOR_SIZE !== 0) { done(ZoneResult.INVALID); return; }
     const r = this.engine.checkRead(sector, bytes >>> SECTOR_SHIFT);
-    if (r !== ZoneResult.OK) return r;
+    if (r !== ZoneResult.OK) { done(r); return; }
     const dataBytes = this.engine.readDataSectors * SECTOR_SIZE;
-    if (this.discarding.size !== 0 && dataBytes > 0) await this.discarded(this.engine.zoneOf(sector));
-    try {
-      if (dataBytes === bytes) {
-        if (bytes > 0) await this.storage.readv(sector * SECTOR_SIZE, iov);
-      } else {
-        // Unwritten sectors of a sequential zone read as zeroes, whatever the file holds.
-        iovFill(iovSlice(iov, dataBytes, bytes), 0);
-        if (dataBytes > 0) await this.storage.readv(sector * SECTOR_SIZE, iovSlice(iov, 0, dataBytes));
+    if (this.discarding.size !== 0 && dataBytes > 0) {
+      const zone = this.engine.zoneOf(sector);
+      if (this.discarding.has(zone)) {
+        this.discarded(zone).then(() => this.readData(sector, iov, bytes, dataBytes, done), () => done(ZoneResult.IO_ERROR));
+        return;
       }
-      return ZoneResult.OK;
-    } catch (err) {
-      this.log?.error({ err, sector, bytes }, 'read failed');
-      return ZoneResult.IO_ERROR;
     }
+    this.readData(sector, iov, bytes, dataBytes, done);
+  }
+
+  /** The checked part of a read: written sectors from storage, unwritten ones as zeroes. */
+  private readData(sector: number, iov: IoVec, bytes: number, dataBytes: number, done: Resolver): void {
+    if (dataBytes !== bytes) {
+      // Unwritten sectors of a sequential zone read as zeroes, whatever the file holds.
+      iovFill(iovSlice(iov, dataBytes, bytes), 0);
+      if (dataBytes === 0) { done(ZoneResult.OK); return; }
+      iov = iovSlice(iov, 0, dataBytes);
+    } else if (bytes === 0) {
+      done(ZoneResult.OK);
+      return;
+    }
+    this.storage.read(sector * SECTOR_SIZE, iov, (err) => {
+      if (err) { this.log?.error({ err, sector, bytes }, 'read failed'); done(ZoneResult.IO_ERROR); } else done(ZoneResult.OK);
+    });
   }
 
   write(sector: number, iov: IoVec): Promise<ZoneResult> {
-    if (this.info.readOnly) return Promise.resolve(ZoneResult.READ_ONLY);
-    if (this.fatal) return Promise.resolve(ZoneResult.IO_ERROR);
+    return new Promise((resolve) => this.submitWrite(sector, iov, resolve));
+  }
+
+  submitWrite(sector: number, iov: IoVec, done: Resolver): void {
+    if (this.info.readOnly) { done(ZoneResult.READ_ONLY); return; }
+    if (this.fatal) { done(ZoneResult.IO_ERROR); return; }
     const bytes = iovBytes(iov);
-    if (bytes % SECTOR_SIZE !== 0) return Promise.resolve(ZoneResult.INVALID);
-    return new Promise<ZoneResult>((resolve) => {
-      const r = this.engine.beginWrite(sector, bytes >>> SECTOR_SHIFT, resolve);
-      if (r !== ZoneResult.OK) { resolve(r); return; }
-      this.transfer(this.engine.opZone, sector, iov, bytes, resolve);
-    });
+    if (bytes % SECTOR_SIZE !== 0) { done(ZoneResult.INVALID); return; }
+    const r = this.engine.beginWrite(sector, bytes >>> SECTOR_SHIFT, done);
+    if (r !== ZoneResult.OK) { done(r); return; }
+    this.transfer(this.engine.opZone, sector, iov, bytes, done);
   }
 
   append(zoneSector: number, iov: IoVec): Promise<AppendResult> {
-    if (this.info.readOnly) return Promise.resolve({ result: ZoneResult.READ_ONLY, sector: 0 });
-    if (this.fatal) return Promise.resolve({ result: ZoneResult.IO_ERROR, sector: 0 });
+    return new Promise((resolve) => this.submitAppend(zoneSector, iov, (result, sector) => resolve({ result, sector })));
+  }
+
+  submitAppend(zoneSector: number, iov: IoVec, done: AppendCallback): void {
+    if (this.info.readOnly) { done(ZoneResult.READ_ONLY, 0); return; }
+    if (this.fatal) { done(ZoneResult.IO_ERROR, 0); return; }
     const bytes = iovBytes(iov);
-    if (bytes % SECTOR_SIZE !== 0) return Promise.resolve({ result: ZoneResult.INVALID, sector: 0 });
-    return new Promise<AppendResult>((resolve) => {
-      let target = 0;
-      const done: Resolver = (result) => resolve({ result, sector: target });
-      const r = this.engine.beginAppend(zoneSector, bytes >>> SECTOR_SHIFT, done);
-      target = this.engine.opSector;
-      if (r !== ZoneResult.OK) { done(r); return; }
-      this.transfer(this.engine.opZone, target, iov, bytes, done);
-    });
+    if (bytes % SECTOR_SIZE !== 0) { done(ZoneResult.INVALID, 0); return; }
+    let target = 0;
+    const resolve: Resolver = (result) => done(result, target);
+    const r = this.engine.beginAppend(zoneSector, bytes >>> SECTOR_SHIFT, resolve);
+    target = this.engine.opSector;
+    if (r !== ZoneResult.OK) { resolve(r); return; }
+    this.transfer(this.engine.opZone, target, iov, bytes, resolve);
+  }
+
+  /**
+   * The device popped a batch: start its transfers, and acknowledge what completed in one
+   * zone-table write per zone now rather than in a microtask, so the batch's completions go
+   * back to the guest together.
+   */
+  endBatch(): void {
+    this.storage.flush();
+    if (this.ackScheduled) this.persistAndAcknowledge();
   }
 
   /** Move the data of an allowed write; zone -1 = untracked (conventional or empty write). */
@@ -118,13 +147,10 @@ export class EmulatedBackend implements Backend {
       if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK);
       return;
     }
-    this.storage.writev(sector * SECTOR_SIZE, iov).then(
-      () => { if (zone >= 0) this.complete(zone, sector, true); else resolve(ZoneResult.OK); },
-      (err: unknown) => {
-        this.log?.error({ err, sector, zone }, 'write failed');
-        if (zone >= 0) this.complete(zone, sector, false); else resolve(ZoneResult.IO_ERROR);
-      },
-    );
+    this.storage.write(sector * SECTOR_SIZE, iov, (err) => {
+      if (err) this.log?.error({ err, sector, zone }, 'write failed');
+      if (zone >= 0) this.complete(zone, sector, err === null); else resolve(err === null ? ZoneResult.OK : ZoneResult.IO_ERROR);
+    });
   }
 
   private complete(zone: number, sector: number, ok: boolean): void {

@@ -5,9 +5,9 @@ import type { PersistedZoneState } from '../zoned/zone-table.js';
 import * as native from '../native/index.js';
 import { iovBytes, type IoVec } from '../iovec.js';
 import { ZONE_ENTRY_SIZE, encodeZoneEntry, type ImageHeader } from './image-format.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageCallback } from './storage.js';
 import type { FileIo } from './file-io.js';
-import { transferAllAsync, writeAllSync } from './transfer-all.js';
+import { transferAll, transferAllAsync, writeAllSync } from './transfer-all.js';
 
 /** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
 const DISCARD_PIECE = 8 << 20;
@@ -27,6 +27,13 @@ export class FileStorage implements Storage {
   writev(byteOffset: number, iov: IoVec): Promise<void> {
     return transferAllAsync(this.io, 'write', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov));
   }
+  read(byteOffset: number, iov: IoVec, done: StorageCallback): void {
+    transferAll(this.io, 'read', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov), done);
+  }
+  write(byteOffset: number, iov: IoVec, done: StorageCallback): void {
+    transferAll(this.io, 'write', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov), done);
+  }
+  flush(): void { this.io.flush(); }
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fdatasync(this.fd, (e) => (e ? reject(e) : resolve())));
   }

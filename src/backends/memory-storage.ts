@@ -1,6 +1,6 @@
 // RAM storage for tests and benchmarks: sparse 1 MiB chunks, allocated on first write.
 import type { IoVec } from '../iovec.js';
-import type { Storage } from './storage.js';
+import type { Storage, StorageCallback } from './storage.js';
 
 const CHUNK_SHIFT = 20;
 const CHUNK = 1 << CHUNK_SHIFT;
@@ -24,22 +24,39 @@ export class MemoryStorage implements Storage {
     }
   }
 
+  private readonly readChunk = (c: number, at: number, buf: Uint8Array): void => {
+    const chunk = this.chunks.get(c);
+    if (chunk) buf.set(chunk.subarray(at, at + buf.byteLength)); else buf.fill(0);
+  };
+
+  private readonly writeChunk = (c: number, at: number, buf: Uint8Array): void => {
+    let chunk = this.chunks.get(c);
+    if (!chunk) { chunk = new Uint8Array(CHUNK); this.chunks.set(c, chunk); }
+    chunk.set(buf, at);
+  };
+
   readv(byteOffset: number, iov: IoVec): Promise<void> {
-    this.each(byteOffset, iov, (c, at, buf) => {
-      const chunk = this.chunks.get(c);
-      if (chunk) buf.set(chunk.subarray(at, at + buf.byteLength)); else buf.fill(0);
-    });
+    this.each(byteOffset, iov, this.readChunk);
     return Promise.resolve();
   }
 
   writev(byteOffset: number, iov: IoVec): Promise<void> {
-    this.each(byteOffset, iov, (c, at, buf) => {
-      let chunk = this.chunks.get(c);
-      if (!chunk) { chunk = new Uint8Array(CHUNK); this.chunks.set(c, chunk); }
-      chunk.set(buf, at);
-    });
+    this.each(byteOffset, iov, this.writeChunk);
     return Promise.resolve();
   }
+
+  /** Memory moves at once: `done` runs before this returns. */
+  read(byteOffset: number, iov: IoVec, done: StorageCallback): void {
+    this.each(byteOffset, iov, this.readChunk);
+    done(null);
+  }
+
+  write(byteOffset: number, iov: IoVec, done: StorageCallback): void {
+    this.each(byteOffset, iov, this.writeChunk);
+    done(null);
+  }
+
+  flush(): void { /* nothing is queued */ }
 
   sync(): Promise<void> { return Promise.resolve(); }
 

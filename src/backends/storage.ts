@@ -3,11 +3,22 @@
 import type { IoVec } from '../iovec.js';
 import type { PersistedZoneState } from '../zoned/zone-table.js';
 
+/** How a read or write issued in the callback form ends. */
+export type StorageCallback = (err: Error | null) => void;
+
 export interface Storage {
   /** Fill iov with the bytes at byteOffset (never-written bytes read as zero). */
   readv(byteOffset: number, iov: IoVec): Promise<void>;
   /** Write iov at byteOffset; resolves once the bytes survive a crash of this process. */
   writev(byteOffset: number, iov: IoVec): Promise<void>;
+  /**
+   * readv and writev without a Promise, for the request path: the transfer may wait in a
+   * queue until flush(), and `done` may run inside flush() or later.
+   */
+  read(byteOffset: number, iov: IoVec, done: StorageCallback): void;
+  write(byteOffset: number, iov: IoVec, done: StorageCallback): void;
+  /** Start the transfers queued so far and run the callbacks of those already done. */
+  flush(): void;
   /** Make everything written so far durable against power loss. */
   sync(): Promise<void>;
   /**

@@ -84,6 +84,7 @@ class Slot extends BlkRequest {
   readonly onResult: (r: ZoneResult) => void;
   readonly onWritten: (r: ZoneResult) => void;
   readonly onAppended: (a: AppendResult) => void;
+  readonly onAppendedAt: (r: ZoneResult, sector: number) => void;
   readonly onAppendDurable: (r: ZoneResult) => void;
   readonly onSegment: (r: ZoneResult) => void;
   readonly onError: (err: unknown) => void;
@@ -94,7 +95,8 @@ class Slot extends BlkRequest {
     // a fault here must not cut that loop short and strand the other requests of the batch.
     this.onResult = (r) => { try { dev.finish(this, r); } catch (err) { dev.completionFailed(this, err); } };
     this.onWritten = (r) => { try { dev.written(this, r); } catch (err) { dev.completionFailed(this, err); } };
-    this.onAppended = (a) => dev.appended(this, a);
+    this.onAppended = (a) => dev.appended(this, a.result, a.sector);
+    this.onAppendedAt = (r, sector) => { try { dev.appended(this, r, sector); } catch (err) { dev.completionFailed(this, err); } };
     this.onAppendDurable = (r) => dev.appendDone(this, r);
     this.onSegment = (r) => dev.segmentDone(this, r);
     this.onError = (err) => dev.failed(this, err);
@@ -126,6 +128,7 @@ export class BlkDevice implements VirtioDevice {
   /** The backend's callback forms of read and write (no Promise per request), when it has them. */
   private readonly submitRead: Backend['submitRead'];
   private readonly submitWrite: Backend['submitWrite'];
+  private readonly submitAppend: Backend['submitAppend'];
   private readonly serial: Uint8Array;
   private readonly offersDiscard: boolean;
   private readonly offersWriteZeroes: boolean;
@@ -138,6 +141,7 @@ export class BlkDevice implements VirtioDevice {
     this.backend = o.backend;
     this.submitRead = o.backend.submitRead?.bind(o.backend);
     this.submitWrite = o.backend.submitWrite?.bind(o.backend);
+    this.submitAppend = o.backend.submitAppend?.bind(o.backend);
     this.log = o.logger;
     this.numQueues = o.numQueues;
     this.maxQueueSize = o.maxQueueSize ?? 1024;
@@ -337,6 +341,15 @@ export class BlkDevice implements VirtioDevice {
   }
 
   private execute(req: Slot): void {
+    try {
+      this.dispatch(req);
+    } catch (err) {
+      // A backend that throws instead of answering (a bug, or a host error it did not map).
+      this.failed(req, err);
+    }
+  }
+
+  private dispatch(req: Slot): void {
     const b = this.backend;
     switch (req.kind) {
       case RequestKind.READ:
@@ -353,7 +366,10 @@ export class BlkDevice implements VirtioDevice {
         this.complete(req, STATUS.OK, n + 1);
         return;
       }
-      case RequestKind.APPEND: b.append(req.sector, req.data).then(req.onAppended, req.onError); return;
+      case RequestKind.APPEND:
+        if (this.submitAppend) this.submitAppend(req.sector, req.data, req.onAppendedAt);
+        else b.append(req.sector, req.data).then(req.onAppended, req.onError);
+        return;
       case RequestKind.REPORT: this.report(req); return;
       case RequestKind.MGMT: b.zoneMgmt(req.zoneOp, req.sector).then(req.onResult, req.onError); return;
       case RequestKind.DISCARD:
@@ -403,10 +419,10 @@ export class BlkDevice implements VirtioDevice {
     else this.finish(req, r);
   }
 
-  appended(req: Slot, a: AppendResult): void {
-    req.appendAt = a.sector;
-    if (a.result === ZoneResult.OK && !this.writeback) this.backend.flush().then(req.onAppendDurable, req.onError);
-    else this.appendDone(req, a.result);
+  appended(req: Slot, result: ZoneResult, sector: number): void {
+    req.appendAt = sector;
+    if (result === ZoneResult.OK && !this.writeback) this.backend.flush().then(req.onAppendDurable, req.onError);
+    else this.appendDone(req, result);
   }
 
   /** Completes a zone append: on success the sector it landed at goes first in the tail (le64). */

@@ -94,12 +94,16 @@ export class BlkRequest {
 }
 
 const hdr = new Uint8Array(OUT_HDR_SIZE);
-const hdrView = new DataView(hdr.buffer);
+const EMPTY = new Uint8Array(0);
 
-/** Little-endian u64 at off of the scratch header as a number; beyond 2^53 → MAX_SAFE_INTEGER (on no disk). */
-function u64At(off: number): number {
-  const hi = hdrView.getUint32(off + 4, true);
-  return hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x1_0000_0000 + hdrView.getUint32(off, true);
+function leU32(b: Uint8Array, off: number): number {
+  return (b[off] | (b[off + 1] << 8) | (b[off + 2] << 16) | (b[off + 3] << 24)) >>> 0;
+}
+
+/** Little-endian u64 at off as a number; beyond 2^53 → MAX_SAFE_INTEGER (on no disk). */
+function leU64(b: Uint8Array, off: number): number {
+  const hi = leU32(b, off + 4);
+  return hi >= 0x200000 ? Number.MAX_SAFE_INTEGER : hi * 0x1_0000_0000 + leU32(b, off);
 }
 
 function refuse(req: BlkRequest, why: Refusal, reason: string): BlkRequest {
@@ -123,11 +127,17 @@ export function parseRequest(chain: DescChain, ctx: ParseContext, req: BlkReques
   const writable = chain.writableBytes;
   // Nowhere to put a status: the chain still goes back so the guest is not left waiting.
   if (writable < 1) return refuse(req, Refusal.MALFORMED, 'no device-writable status byte');
-  if (iovRead(chain.readable, 0, hdr) < OUT_HDR_SIZE) return refuse(req, Refusal.MALFORMED, 'request header shorter than 16 bytes');
-  const type = hdrView.getUint32(0, true);
+  // The header is read in place when one descriptor holds it (the usual case), else gathered.
+  const first = chain.readable.length > 0 ? chain.readable[0] : EMPTY;
+  let h = first;
+  if (first.byteLength < OUT_HDR_SIZE) {
+    if (iovRead(chain.readable, 0, hdr) < OUT_HDR_SIZE) return refuse(req, Refusal.MALFORMED, 'request header shorter than 16 bytes');
+    h = hdr;
+  }
+  const type = leU32(h, 0);
   req.type = type;
   // Bytes 4..7 are reserved (formerly ioprio): ignored, as every device does.
-  req.sector = u64At(8);
+  req.sector = leU64(h, 8);
   if (isZoneType(type) && !ctx.zoned) return refuse(req, Refusal.UNSUPPORTED, 'zone command without negotiated ZONED');
   const readable = chain.readableBytes;
   switch (type) {
@@ -206,9 +216,9 @@ function parseSegments(chain: DescChain, ctx: ParseContext, req: BlkRequest, kin
   if (ctx.readOnly) return refuse(req, Refusal.READ_ONLY, `${name} on a read-only disk`);
   for (let i = 0; i < n; i++) {
     iovRead(chain.readable, OUT_HDR_SIZE + i * SEGMENT_SIZE, hdr);
-    const sector = u64At(0);
-    const sectors = hdrView.getUint32(8, true);
-    const flags = hdrView.getUint32(12, true);
+    const sector = leU64(hdr, 0);
+    const sectors = leU32(hdr, 8);
+    const flags = leU32(hdr, 12);
     req.badSegment = i;
     if ((flags & ~SEGMENT_F_UNMAP) !== 0) return refuse(req, Refusal.UNSUPPORTED, `${name} segment with reserved flag bits 0x${(flags >>> 0).toString(16)}`);
     if (kind === RequestKind.DISCARD && (flags & SEGMENT_F_UNMAP) !== 0) return refuse(req, Refusal.UNSUPPORTED, 'discard segment with the unmap flag');

@@ -67,6 +67,9 @@ class GatedStorage implements Storage {
       });
     });
   }
+  read(o: number, iov: IoVec, done: (err: Error | null) => void): void { this.readv(o, iov).then(() => done(null), done); }
+  write(o: number, iov: IoVec, done: (err: Error | null) => void): void { this.writev(o, iov).then(() => done(null), done); }
+  flush(): void { /* gated writes complete when released */ }
   sync(): Promise<void> { return Promise.resolve(); }
   /** When set, discards wait for releaseDiscards() (the file backend frees space on the thread pool). */
   discardGated = false;
