@@ -17,6 +17,8 @@ class FakeSource implements PollSource {
   readyUnmuted = 0;
   /** Whether the source was muted when run() was called, per run. */
   readonly mutedAtRun: boolean[] = [];
+  /** What busy() answers: work served is still in flight. */
+  inFlight = false;
   /** Makes work appear on the n-th ready() call from now (a guest adding during the window). */
   workOnReadyCall = 0;
   onRun?: () => void;
@@ -34,6 +36,8 @@ class FakeSource implements PollSource {
     this.hidden = 0;
     this.onRun?.();
   }
+
+  busy(): boolean { return this.inFlight; }
 
   mute(on: boolean): boolean {
     this.muted = on;
@@ -193,6 +197,37 @@ describe('BusyPoll', () => {
     expect(poll.stats.hits).toBe(h0 + 2);
     expect([a.muted, b.muted]).toEqual([false, false]);
     expect(a.readyUnmuted + b.readyUnmuted).toBe(0);
+  });
+
+  it('keeps looking in the same turn while what it ran completed inside, ends the turn while work is in flight', async () => {
+    const poll = new BusyPoll(100_000);
+    const s = new FakeSource();
+    poll.add(s);
+    await grow(poll, s, 4);
+    // Each run makes the next request visible at once (a guest resubmitting on another CPU).
+    const serve = async (inFlight: boolean, n: number): Promise<{ turns: number; runs: number }> => {
+      const { turns: t0 } = poll.stats;
+      const r0 = s.runs;
+      let left = n;
+      s.inFlight = inFlight;
+      s.onRun = () => { if (--left > 0) s.work = 1; };
+      s.work = 1;
+      poll.woke(s);
+      for (let i = 0; i < 100 && left > 0; i++) await turns(1);
+      await turns();
+      s.onRun = undefined;
+      return { turns: poll.stats.turns - t0, runs: s.runs - r0 };
+    };
+    // In flight after each run: one run per turn (the event loop must deliver completions),
+    // then one empty turn.
+    expect(await serve(true, 20)).toEqual({ turns: 20, runs: 20 });
+    // Completed inside run(): the turn goes on looking (bounded by its budget), so far fewer
+    // turns than runs.
+    const inline = await serve(false, 20);
+    expect(inline.runs).toBe(20);
+    expect(inline.turns).toBeLessThanOrEqual(10);
+    expect(s.muted).toBe(false);
+    expect(s.readyUnmuted).toBe(0);
   });
 
   it('unmutes a source removed while muted, mutes one added while muted, and ignores duplicates', async () => {
