@@ -492,7 +492,10 @@ export class BlkDevice implements VirtioDevice {
       if (last.byteLength > 0) last[last.byteLength - 1] = status;
     }
     const hooks = this.completeHooks;
-    for (let i = 0; i < hooks.length; i++) hooks[i](req, status);
+    for (let i = 0; i < hooks.length; i++) {
+      // A failing hook must not strand the request: the guest and a stopping ring wait for it.
+      try { hooks[i](req, status); } catch (err) { this.completionFailed(req, err); }
+    }
     req.busy = false;
     req.chain = null;
     queue.push(chain, written);

@@ -116,7 +116,7 @@ describe('batched submission through the backend callback forms', () => {
     expect(backend.promiseCalls).toBe(0);
   });
 
-  it('a completion hook that throws for one request leaves the rest of the batch completed and is logged', async () => {
+  it('a completion hook that throws for one request is logged; that request and the rest of the batch still complete', async () => {
     const { dev, q, backend, lines } = setup();
     const bad = 5 * 8;
     dev.addHooks({ onComplete: (req) => { if (req.sector === bad) throw new Error('hook bug'); } });
@@ -125,20 +125,44 @@ describe('batched submission through the backend callback forms', () => {
     q.pending.push(...chains);
     dev.queueKicked(q);
     expect(backend.batches).toEqual([8, 8, 4]);
-    // The failing request is not pushed (its completion did not finish); the 19 others are.
-    expect(q.used).toHaveLength(19);
-    expect(q.used.map((u) => u.chain)).toEqual(chains.filter((_, i) => i !== 5));
-    expect(q.used.every((u) => (u.chain as TestChain).status === S.OK)).toBe(true);
+    expect(q.used.map((u) => u.chain)).toEqual(chains);
+    expect(chains.every((c) => c.status === S.OK)).toBe(true);
     const failed = lines.filter((l) => l.msg === 'request completion failed');
     expect(failed).toHaveLength(1);
     expect(failed[0]).toMatchObject({ level: 50, queue: 0, head: chains[5].head, type: 'read', sector: bad });
     expect(String((failed[0].err as { message?: string }).message)).toContain('hook bug');
+    // Nothing is left in flight: a stopping ring's drain finishes.
+    let drained = false;
+    void dev.drainQueue(0).then(() => { drained = true; });
+    await tick();
+    expect(drained).toBe(true);
     // The queue keeps serving.
     const after = chain({ type: T.IN, sector: 4096, inLens: [4096] });
     q.pending.push(after);
     dev.queueKicked(q);
     expect(after.status).toBe(S.OK);
-    expect(q.used).toHaveLength(20);
-    await tick();
+    expect(q.used).toHaveLength(21);
+  });
+  it('a completion that throws past the hooks (the queue refuses the push) does not cut the backend\'s completion loop short', () => {
+    const { dev, backend, lines } = setup();
+    const chains: TestChain[] = [];
+    for (let i = 0; i < 20; i++) chains.push(chain({ type: T.IN, sector: i * 8, inLens: [4096] }));
+    const badHead = chains[3].head;
+    class RefusingQueue extends TestQueue {
+      override push(c: TestChain, written: number): void {
+        if (c.head === badHead) throw new Error('push refused');
+        super.push(c, written);
+      }
+    }
+    const q = new RefusingQueue();
+    q.pending.push(...chains);
+    dev.queueKicked(q);
+    expect(backend.batches).toEqual([8, 8, 4]);
+    // Completed inside the same endBatch() as the refused one, and after it: all pushed.
+    expect(q.used.map((u) => u.chain)).toEqual(chains.filter((c) => c.head !== badHead));
+    const failed = lines.filter((l) => l.msg === 'request completion failed');
+    expect(failed).toHaveLength(1);
+    expect(failed[0]).toMatchObject({ level: 50, type: 'read', sector: 3 * 8 });
+    expect(String((failed[0].err as { message?: string }).message)).toContain('push refused');
   });
 });
