@@ -16,14 +16,14 @@ import { performance } from 'node:perf_hooks';
 export interface PollSource {
   /** Work is waiting (a read of shared memory: called in a tight loop). */
   ready(): boolean;
-  /** Serve the waiting work. */
-  run(): void;
   /**
-   * Work served is still in flight (completions to come from I/O or microtasks). Polling
-   * then ends the turn so the event loop can deliver them; otherwise it goes on polling in
-   * the same turn, sparing the guest the event loop's round trip between two requests.
+   * Serve the waiting work. True when everything it started is finished and delivered (a
+   * kick's requests completed inside the call); false when results are still to come from
+   * I/O in flight or from microtasks. Polling then ends the turn so the event loop can
+   * deliver them; otherwise it goes on polling in the same turn, sparing the guest the
+   * event loop's round trip between two requests.
    */
-  busy(): boolean;
+  run(): boolean;
   /**
    * Mute (true) or unmute (false) this source's own wake-ups while it is polled. Unmuting
    * returns true when work arrived that no wake-up will announce (it is then served).
@@ -108,14 +108,17 @@ export class BusyPoll {
       const budgetEnd = now + TURN_BUDGET_MS;
       let end = now + this.windowMs;
       for (;;) {
-        let ran = false;
+        let ran = false, settled = true;
         for (let i = 0; i < src.length; i++) {
-          if (src[i].ready()) { src[i].run(); ran = true; }
+          if (src[i].ready()) {
+            if (!src[i].run()) settled = false;
+            ran = true;
+          }
         }
         now = performance.now();
         if (ran) {
           hit = true;
-          if (this.anyBusy() || now >= budgetEnd) break;
+          if (!settled || now >= budgetEnd) break;
           // All of it completed inside run(): keep looking, a new full window from here.
           end = now + this.windowMs;
         } else if (now >= end) {
@@ -138,11 +141,6 @@ export class BusyPoll {
     }
     if (hit) { this.schedule(); return; }
     this.sleptAt = performance.now();
-  }
-
-  private anyBusy(): boolean {
-    for (let i = 0; i < this.sources.length; i++) if (this.sources[i].busy()) return true;
-    return false;
   }
 
   /** QEMU's rule: grow while wake-ups come within the maximum, stop polling when one does not. */

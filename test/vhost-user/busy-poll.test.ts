@@ -17,7 +17,7 @@ class FakeSource implements PollSource {
   readyUnmuted = 0;
   /** Whether the source was muted when run() was called, per run. */
   readonly mutedAtRun: boolean[] = [];
-  /** What busy() answers: work served is still in flight. */
+  /** Work served is still in flight: run() answers false. */
   inFlight = false;
   /** Makes work appear on the n-th ready() call from now (a guest adding during the window). */
   workOnReadyCall = 0;
@@ -29,15 +29,14 @@ class FakeSource implements PollSource {
     return this.work > 0;
   }
 
-  run(): void {
+  run(): boolean {
     this.runs++;
     this.mutedAtRun.push(this.muted);
     this.work = 0;
     this.hidden = 0;
     this.onRun?.();
+    return !this.inFlight;
   }
-
-  busy(): boolean { return this.inFlight; }
 
   mute(on: boolean): boolean {
     this.muted = on;
