@@ -16,14 +16,16 @@ import { performance } from 'node:perf_hooks';
 export interface PollSource {
   /** Work is waiting (a read of shared memory: called in a tight loop). */
   ready(): boolean;
+  /** Serve the waiting work. */
+  run(): void;
   /**
-   * Serve the waiting work. True when everything it started is finished and delivered (a
-   * kick's requests completed inside the call); false when results are still to come from
-   * I/O in flight or from microtasks. Polling then ends the turn so the event loop can
-   * deliver them; otherwise it goes on polling in the same turn, sparing the guest the
-   * event loop's round trip between two requests.
+   * Work it served is still in flight (I/O on another thread, completions to come through
+   * the event loop). Polling then stops: the turn ends so the event loop can deliver them,
+   * and no window is spun until they are in, since spinning would take the CPU the kernel or
+   * io-wq needs to finish them. While nothing is in flight, polling goes on in the same
+   * turn, sparing the guest the event loop's round trip between two requests.
    */
-  run(): boolean;
+  busy(): boolean;
   /**
    * Mute (true) or unmute (false) this source's own wake-ups while it is polled. Unmuting
    * returns true when work arrived that no wake-up will announce (it is then served).
@@ -101,24 +103,21 @@ export class BusyPoll {
     this.scheduled = false;
     const src = this.sources;
     let hit = false;
-    if (this.windowMs > 0 && src.length > 0) {
+    if (this.windowMs > 0 && src.length > 0 && !this.anyBusy()) {
       this.setMuted(true);
       this.stats.turns++;
       let now = performance.now();
       const budgetEnd = now + TURN_BUDGET_MS;
       let end = now + this.windowMs;
       for (;;) {
-        let ran = false, settled = true;
+        let ran = false;
         for (let i = 0; i < src.length; i++) {
-          if (src[i].ready()) {
-            if (!src[i].run()) settled = false;
-            ran = true;
-          }
+          if (src[i].ready()) { src[i].run(); ran = true; }
         }
         now = performance.now();
         if (ran) {
           hit = true;
-          if (!settled || now >= budgetEnd) break;
+          if (this.anyBusy() || now >= budgetEnd) break;
           // All of it completed inside run(): keep looking, a new full window from here.
           end = now + this.windowMs;
         } else if (now >= end) {
@@ -141,6 +140,11 @@ export class BusyPoll {
     }
     if (hit) { this.schedule(); return; }
     this.sleptAt = performance.now();
+  }
+
+  private anyBusy(): boolean {
+    for (let i = 0; i < this.sources.length; i++) if (this.sources[i].busy()) return true;
+    return false;
   }
 
   /** QEMU's rule: grow while wake-ups come within the maximum, stop polling when one does not. */

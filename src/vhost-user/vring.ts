@@ -152,10 +152,8 @@ export class Vring implements CallSignal, PollSource {
 
   // PollSource: the avail ring looked at between kicks.
   ready(): boolean { return this.splitRing !== null && this.splitRing.hasAvail(); }
-  run(): boolean {
-    this.kickIfRunnable();
-    return this.splitRing === null || this.splitRing.inFlight === 0;
-  }
+  run(): void { this.kickIfRunnable(); }
+  busy(): boolean { return this.splitRing !== null && this.splitRing.inFlight > 0; }
   mute(on: boolean): boolean { return this.splitRing !== null && this.splitRing.muteKicks(on); }
 
   /** CallSignal for the split ring: one write to the call fd. */

@@ -17,7 +17,7 @@ class FakeSource implements PollSource {
   readyUnmuted = 0;
   /** Whether the source was muted when run() was called, per run. */
   readonly mutedAtRun: boolean[] = [];
-  /** Work served is still in flight: run() answers false. */
+  /** What busy() answers: work served is still in flight. */
   inFlight = false;
   /** Makes work appear on the n-th ready() call from now (a guest adding during the window). */
   workOnReadyCall = 0;
@@ -29,14 +29,15 @@ class FakeSource implements PollSource {
     return this.work > 0;
   }
 
-  run(): boolean {
+  run(): void {
     this.runs++;
     this.mutedAtRun.push(this.muted);
     this.work = 0;
     this.hidden = 0;
     this.onRun?.();
-    return !this.inFlight;
   }
+
+  busy(): boolean { return this.inFlight; }
 
   mute(on: boolean): boolean {
     this.muted = on;
@@ -198,7 +199,7 @@ describe('BusyPoll', () => {
     expect(a.readyUnmuted + b.readyUnmuted).toBe(0);
   });
 
-  it('keeps looking in the same turn while what it ran completed inside, ends the turn while work is in flight', async () => {
+  it('keeps looking in the same turn while what it ran completed inside, and does not poll while work is in flight', async () => {
     const poll = new BusyPoll(100_000);
     const s = new FakeSource();
     poll.add(s);
@@ -217,9 +218,22 @@ describe('BusyPoll', () => {
       s.onRun = undefined;
       return { turns: poll.stats.turns - t0, runs: s.runs - r0 };
     };
-    // In flight after each run: one run per turn (the event loop must deliver completions),
-    // then one empty turn.
-    expect(await serve(true, 20)).toEqual({ turns: 20, runs: 20 });
+    // In flight: no window is spun (the CPU is the I/O's) and the wake-ups are back on, so
+    // work is served from wake-ups only.
+    s.inFlight = true;
+    const t0 = poll.stats.turns, r0 = s.runs;
+    s.work = 1;
+    poll.woke(s);
+    await turns();
+    s.work = 1; // ready, but nobody polls while the first is in flight
+    await turns();
+    expect(s.runs - r0).toBe(1);
+    expect(poll.stats.turns - t0).toBe(0);
+    expect(s.muted).toBe(false);
+    poll.woke(s);
+    await turns();
+    expect(s.runs - r0).toBe(2);
+    s.inFlight = false;
     // Completed inside run(): the turn goes on looking (bounded by its budget), so far fewer
     // turns than runs.
     const inline = await serve(false, 20);
