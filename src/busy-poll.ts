@@ -82,6 +82,7 @@ export class BusyPoll {
   /** A source's own wake-up (its eventfd fired): serve it, then poll if that pays. */
   woke(s: PollSource): void {
     this.stats.wakeups++;
+    if (this.maxMs === 0) { s.run(); return; }
     if (this.sleptAt >= 0) {
       this.adapt(performance.now() - this.sleptAt);
       this.sleptAt = -1;

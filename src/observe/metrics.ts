@@ -3,6 +3,7 @@
 // those arrays, zone gauges come from a zone report of the backend at that moment.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { Backend } from '../backends/backend.js';
+import type { BusyPollStats } from '../busy-poll.js';
 import { DURATION_BUCKETS, NSTATUS, OP, OPS, STATUSES, type RequestStats } from './request-stats.js';
 import { CONDITIONS, ZoneCensus } from './zone-census.js';
 
@@ -16,6 +17,8 @@ export interface MetricsSources {
   inflight(q: number): number;
   backend: Backend;
   frontendConnected(): boolean;
+  /** The queues' busy polling (serve's VhostUserServer.poll.stats). */
+  poll?: BusyPollStats;
 }
 
 export class DaemonMetrics {
@@ -72,6 +75,28 @@ export class DaemonMetrics {
       registers: [r],
       collect() { this.set(src.frontendConnected() ? 1 : 0); },
     });
+
+    const poll = src.poll;
+    if (poll) {
+      new Counter({
+        name: `${PREFIX}kick_wakeups_total`, help: 'Times a queue was woken by its kick eventfd (requests found by busy polling need none).',
+        registers: [r],
+        collect() { this.reset(); this.inc(poll.wakeups); },
+      });
+      new Counter({
+        name: `${PREFIX}poll_windows_total`, help: 'Busy-poll windows spun after serving a queue.', registers: [r],
+        collect() { this.reset(); this.inc(poll.turns); },
+      });
+      new Counter({
+        name: `${PREFIX}poll_hits_total`, help: 'Busy-poll windows that found requests without a kick.', registers: [r],
+        collect() { this.reset(); this.inc(poll.hits); },
+      });
+      new Gauge({
+        name: `${PREFIX}poll_window_seconds`, help: 'Current adaptive busy-poll window (0: the queues are served from kicks only).',
+        registers: [r],
+        collect() { this.set(poll.windowUs / 1e6); },
+      });
+    }
 
     const zoned = src.backend.info.zoned;
     if (zoned) {

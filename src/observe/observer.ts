@@ -31,6 +31,7 @@ export function createObserver(o: { device: BlkDevice; backend: Backend; server:
     inflight: (q) => o.device.inflightRequests(q),
     backend: o.backend,
     frontendConnected: () => o.server.connection !== null,
+    poll: o.server.poll.stats,
   };
   const metrics = new DaemonMetrics(sources);
   const ctx = { sources, metrics, subject: o.subject, logger: o.logger };

@@ -99,7 +99,7 @@ export class VhostUserServer extends EventEmitter {
     log.info('front-end connected');
     const conn = new FrontendSession({
       fd, id, device: this.opts.device, log, memory: this.opts.memory, maxChainBytes: this.opts.maxChainBytes,
-      poll: this.poll.maxMs > 0 ? this.poll : undefined,
+      poll: this.poll,
       onClosed: (c, reason) => {
         if (this.conn === c) this.conn = null;
         this.emit('disconnect', c, reason);

@@ -67,6 +67,25 @@ function parse(text: string): Map<string, number> {
 }
 
 describe('Prometheus metrics', () => {
+  it('expose the queues\' busy polling: kick wake-ups, windows, hits and the current window', async () => {
+    const backend = createMemoryBackend({ capacitySectors: 4 * ZS, zoneSectors: ZS, zoneCapacitySectors: ZS,
+      conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0 }, { logger: pino({ level: 'silent' }) });
+    cleanups.push(() => backend.close());
+    const poll = { turns: 5, hits: 3, wakeups: 7, windowUs: 16 };
+    const metrics = new DaemonMetrics({ stats: new RequestStats(), numQueues: 1, inflight: () => 0, backend,
+      frontendConnected: () => false, poll }, { processMetrics: false });
+    let m = parse(await metrics.text());
+    expect(m.get('vhost_user_zbd_kick_wakeups_total')).toBe(7);
+    expect(m.get('vhost_user_zbd_poll_windows_total')).toBe(5);
+    expect(m.get('vhost_user_zbd_poll_hits_total')).toBe(3);
+    expect(m.get('vhost_user_zbd_poll_window_seconds')).toBe(0.000016);
+    // Read at scrape time, not copied at construction.
+    Object.assign(poll, { turns: 9, hits: 8, wakeups: 10, windowUs: 0 });
+    m = parse(await metrics.text());
+    expect([m.get('vhost_user_zbd_kick_wakeups_total'), m.get('vhost_user_zbd_poll_windows_total'),
+      m.get('vhost_user_zbd_poll_hits_total'), m.get('vhost_user_zbd_poll_window_seconds')]).toEqual([10, 9, 8, 0]);
+  });
+
   it('count exactly the requests a front-end sent: N writes, M appends, K resets, refusals by status', async () => {
     const { mem, q, metrics } = await start();
     const slot = new BlkRequestSlot(mem, 16384);

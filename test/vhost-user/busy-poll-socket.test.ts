@@ -130,7 +130,10 @@ describe('busy polling over a vhost-user socket', () => {
     for (let i = 0; i < N; i++) expect(d.slots[i].status).toBe(STATUS.OK);
     // The device asked for a kick at each request: avail_event = the entry being added.
     expect(d.eventAtPublish).toEqual(Array.from({ length: N }, (_, i) => i));
-    expect(r.server.poll.stats).toMatchObject({ turns: 0, wakeups: 0, windowUs: 0 });
+    // No window is ever spun; every request came through a kick (an eventfd read may take several).
+    expect(r.server.poll.stats).toMatchObject({ turns: 0, hits: 0, windowUs: 0 });
+    expect(r.server.poll.stats.wakeups).toBeGreaterThanOrEqual(1);
+    expect(r.server.poll.stats.wakeups).toBeLessThanOrEqual(N);
     // A batch of several requests published together needs one kick.
     const slots = Array.from({ length: 4 }, () => new BlkRequestSlot(r.mem, 4096));
     for (const [i, s] of slots.entries()) r.q.place(s.submit(r.q, { type: REQ.IN, sector: 8 * i, inLens: [4096] }, { publish: false }));
