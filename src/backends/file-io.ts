@@ -157,6 +157,8 @@ class UringFileIo implements FileIo {
   private readonly out: Float64Array;
   private readonly poller: FdPoller;
   private inFlight = 0;
+  /** The eventfd poller keeps the loop alive (requests in flight after a reap). */
+  private pollerRef = false;
   /** Queued in the submission queue and not yet submitted. */
   private unsubmitted = 0;
   private flushScheduled = false;
@@ -201,7 +203,7 @@ class UringFileIo implements FileIo {
     this.cbs[tag] = cb;
     this.bufs[tag] = iov;
     this.writes[tag] = write ? 1 : 0;
-    if (this.inFlight++ === 0) this.poller.ref();
+    this.inFlight++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // Everything queued in this turn (one kick's worth of requests) goes in one submit.
@@ -227,13 +229,19 @@ class UringFileIo implements FileIo {
         this.cbs[tag] = null;
         this.bufs[tag] = null;
         this.freeTags.push(tag);
-        if (--this.inFlight === 0) this.poller.unref();
+        this.inFlight--;
         if (res < 0) cb(new NativeError(write ? 'pwritev' : 'preadv', -res, `io_uring tag=${tag}`), 0);
         else cb(null, res);
       }
       // Drained. Requests left in flight need the eventfd to say when they finish; signals
       // were off since the submit, so one posted in between signalled nothing: look again.
       if (n < out.length / 2 && (this.inFlight === 0 || !this.ring.armEventFd(true))) break;
+    }
+    // Only requests left in the kernel's hands keep the process alive (the queued ones are
+    // submitted by a microtask); a batch completed inside its submit changes nothing here.
+    if ((this.inFlight > 0) !== this.pollerRef) {
+      this.pollerRef = this.inFlight > 0;
+      if (this.pollerRef) this.poller.ref(); else this.poller.unref();
     }
     while (this.waiting.length > 0 && this.freeTags.length > 0) {
       const w = this.waiting.shift() as Waiting;

@@ -4,6 +4,8 @@
 import { HOOK_RUN, type RequestHooks } from '../blk/blk-device.js';
 import { REQ } from '../blk/constants.js';
 import { RequestKind, type BlkRequest } from '../blk/request.js';
+// The module's binding, not the global: `performance` on globalThis is a lazy getter, a call per use.
+import { performance } from 'node:perf_hooks';
 
 /** Operation label values, in index order. */
 export const OPS = [
