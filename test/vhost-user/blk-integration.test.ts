@@ -1,13 +1,7 @@
 // The transport with the real virtio-blk device model and a memory backend: checks the
 // VirtioDevice contract end to end (chains in, status bytes and used lengths out, drain on
 // GET_VRING_BASE and on disconnect) with requests framed by the test front-end.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMemoryBackend } from '../../src/backends/memory-backend.js';
-import { BlkDevice } from '../../src/blk/blk-device.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import {
   BlkRequestSlot, REQ, STATUS,
@@ -15,32 +9,19 @@ import {
 import type { DriverQueue } from '../../src/testing/driver-queue.js';
 import { VhostUserFrontend } from '../../src/testing/frontend.js';
 import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
+import { RIG_ZONE_SECTORS, startBlkRig } from '../harness/setup.js';
 
-const ZONE_SECTORS = 2048; // 1 MiB zones
+const ZONE_SECTORS = RIG_ZONE_SECTORS; // 1 MiB zones
 
 describe('vhost-user transport with the virtio-blk device', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
   afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
 
   async function start(numQueues = 2): Promise<{ fe: VhostUserFrontend; mem: GuestMemoryImage; qs: DriverQueue[]; server: VhostUserServer }> {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'vu-blk-'));
-    const log = pino({ level: 'silent' });
-    const backend = createMemoryBackend({ capacitySectors: 16 * ZONE_SECTORS, zoneSectors: ZONE_SECTORS,
-      conventionalZones: 1, blockSize: 4096 }, { logger: log });
-    const device = new BlkDevice({ backend, numQueues, maxQueueSize: 256, logger: log });
-    const server = new VhostUserServer({ socketPath: path.join(dir, 's'), device, logger: log });
-    server.listen();
-    const fe = VhostUserFrontend.connect(server.socketPath);
-    const mem = GuestMemoryImage.simple(16 * 1024 * 1024);
-    const qs: DriverQueue[] = [];
-    cleanups.push(async () => {
-      fe.close();
-      await server.close();
-      await backend.close();
-      for (const q of qs) q.closeFds();
-      mem.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const rig = startBlkRig({ zones: 16, numQueues });
+    cleanups.push(() => rig.cleanup());
+    const { fe, mem, server } = rig;
+    const qs = rig.queues;
     await fe.negotiate();
     await fe.setMemTable(mem);
     for (let i = 0; i < numQueues; i++) qs.push(await fe.setupQueue(mem, i, { size: 128 }));

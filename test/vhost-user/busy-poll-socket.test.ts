@@ -4,21 +4,14 @@
 // the device's completion, as a guest on another CPU would): while the back-end polls, it
 // leaves avail_event behind and requests are served without kicks; with polling off every
 // request needs its kick; after an idle gap longer than the maximum, kicks are needed again.
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMemoryBackend } from '../../src/backends/memory-backend.js';
 import { BlkDevice } from '../../src/blk/blk-device.js';
 import { VhostUserServer } from '../../src/vhost-user/server.js';
 import { BlkRequestSlot, REQ, STATUS } from '../../src/testing/blk-request.js';
 import type { DriverQueue } from '../../src/testing/driver-queue.js';
-import { VhostUserFrontend } from '../../src/testing/frontend.js';
 import { GuestMemoryImage } from '../../src/testing/guest-memory.js';
-import { until } from '../harness/setup.js';
+import { startBlkRig, until } from '../harness/setup.js';
 
-const ZONE_SECTORS = 2048;
 const EVENT_IDX = 1n << 29n;
 const ALL = (1n << 64n) - 1n;
 const N = 24;
@@ -30,26 +23,12 @@ describe('busy polling over a vhost-user socket', () => {
   afterEach(async () => { for (const c of cleanups.splice(0).reverse()) await c(); });
 
   async function start(pollMaxUs: number): Promise<Rig> {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'vu-poll-'));
-    const log = pino({ level: 'silent' });
-    const backend = createMemoryBackend({ capacitySectors: 8 * ZONE_SECTORS, zoneSectors: ZONE_SECTORS,
-      conventionalZones: 1, blockSize: 4096 }, { logger: log });
-    const device = new BlkDevice({ backend, numQueues: 1, maxQueueSize: 256, logger: log });
-    const server = new VhostUserServer({ socketPath: path.join(dir, 's'), device, logger: log, pollMaxUs });
-    server.listen();
-    const fe = VhostUserFrontend.connect(server.socketPath);
-    const mem = GuestMemoryImage.simple(16 * 1024 * 1024);
-    let qs: DriverQueue[] = [];
-    cleanups.push(async () => {
-      fe.close();
-      await server.close();
-      await backend.close();
-      for (const q of qs) q.closeFds();
-      mem.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
+    const rig = startBlkRig({ zones: 8, numQueues: 1, pollMaxUs, prefix: 'vu-poll-' });
+    cleanups.push(() => rig.cleanup());
+    const { fe, mem, device, server } = rig;
     const r = await fe.startDevice(mem, { queues: 1, size: 256, wanted: ALL, protocol: ALL });
-    qs = r.queues;
+    const qs = r.queues;
+    rig.queues.push(...qs);
     expect(r.features & EVENT_IDX).toBe(EVENT_IDX);
     expect(qs[0].eventIdx).toBe(true);
     return { q: qs[0], mem, device, server };
