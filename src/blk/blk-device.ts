@@ -1,5 +1,6 @@
 // The virtio-blk device model: pops descriptor chains, has them parsed (request.ts), runs the
 // requests on a Backend and completes each through one path (status byte, push, notify).
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { AppendResult, Backend } from '../backends/backend.js';
 import { iovWrite } from '../iovec.js';
@@ -125,6 +126,9 @@ export class BlkDevice implements VirtioDevice {
   private notifyScheduled = false;
   /** Inside queueKicked: it publishes completions itself when done. */
   private inKick = false;
+  /** Completion clock of the batch being completed inside queueKicked (read at its first completion). */
+  private batchClock = 0;
+  private clockStale = true;
   /** The backend's callback forms of read and write (no Promise per request), when it has them. */
   private readonly submitRead: Backend['submitRead'];
   private readonly submitWrite: Backend['submitWrite'];
@@ -260,19 +264,25 @@ export class BlkDevice implements VirtioDevice {
   queueKicked(queue: VirtQueueHandle): void {
     // Completions inside this pass are published together at its end, not from a microtask.
     this.inKick = true;
+    this.clockStale = true;
+    let t = performance.now();
     try {
       let n = 0;
       for (let chain = queue.pop(); chain; chain = queue.pop()) {
         this.inflight[queue.index]++;
         const req = this.slotFor(queue, chain);
+        req.startedAt = t;
         parseRequest(chain, this.ctx, req);
         this.start(req);
         if (++n === PUBLISH_EVERY) {
           n = 0;
+          this.clockStale = true;
           this.backend.endBatch?.();
           if (this.pendingNotify.size) this.flushNotify();
+          t = performance.now();
         }
       }
+      this.clockStale = true;
       // The batch is complete: one submission for the rest of it; what completes inside it
       // (cached reads) goes back to the guest with the same used-ring update and notification.
       this.backend.endBatch?.();
@@ -490,6 +500,11 @@ export class BlkDevice implements VirtioDevice {
     if (w.length > 0) {
       const last = w[w.length - 1];
       if (last.byteLength > 0) last[last.byteLength - 1] = status;
+    }
+    if (!this.inKick) req.completedAt = performance.now();
+    else {
+      if (this.clockStale) { this.batchClock = performance.now(); this.clockStale = false; }
+      req.completedAt = this.batchClock;
     }
     const hooks = this.completeHooks;
     for (let i = 0; i < hooks.length; i++) {

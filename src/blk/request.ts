@@ -89,8 +89,13 @@ export class BlkRequest {
   /** Set by the device while the request is in flight. */
   queue: VirtQueueHandle | null = null;
   chain: DescChain | null = null;
-  /** Free for request hooks (e.g. a start timestamp); the device never reads it. */
-  hookMark = 0;
+  /**
+   * Set by the device (performance.now() ms): when the request was taken off the ring, and
+   * when its status was written. The clock is read once per batch of requests popped or
+   * completed together (up to 8), not per request: the requests of a batch share a stamp.
+   */
+  startedAt = 0;
+  completedAt = 0;
 }
 
 const hdr = new Uint8Array(OUT_HDR_SIZE);

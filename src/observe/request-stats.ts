@@ -1,11 +1,9 @@
 // Per-request counting for the device model, kept off prom-client on purpose: the request path
 // only bumps numbers in typed arrays indexed by small integers (no label lookup, no object per
 // request). metrics.ts folds these arrays into Prometheus series when someone scrapes.
-import { HOOK_RUN, type RequestHooks } from '../blk/blk-device.js';
+import type { RequestHooks } from '../blk/blk-device.js';
 import { REQ } from '../blk/constants.js';
 import { RequestKind, type BlkRequest } from '../blk/request.js';
-// The module's binding, not the global: `performance` on globalThis is a lazy getter, a call per use.
-import { performance } from 'node:perf_hooks';
 
 /** Operation label values, in index order. */
 export const OPS = [
@@ -63,9 +61,10 @@ export interface RecentError {
 const RECENT_ERRORS = 20;
 
 /**
- * The device's request hooks (registered first, so an injected delay or error counts too):
- * onStart stamps the request, onComplete counts it. Refused requests (malformed framing, a
- * type not negotiated) never start; they count with zero latency.
+ * The device's completion hook (registered first, so an injected delay or error counts too):
+ * onComplete counts the request, its latency taken from the device's stamps (off the ring →
+ * status written, clock read once per batch). Refused requests (malformed framing, a type
+ * not negotiated) count with the time it took to refuse them.
  */
 export class RequestStats implements RequestHooks {
   /** Count per (op, status): index op * STATUSES.length + status. */
@@ -79,15 +78,8 @@ export class RequestStats implements RequestHooks {
   private readonly errors: RecentError[] = [];
   private errorSeq = 0;
 
-  onStart(req: BlkRequest): number {
-    req.hookMark = performance.now();
-    return HOOK_RUN;
-  }
-
   onComplete(req: BlkRequest, status: number): void {
-    const t0 = req.hookMark;
-    req.hookMark = 0;
-    const ms = t0 > 0 ? performance.now() - t0 : 0;
+    const ms = req.completedAt - req.startedAt;
     const type = req.type;
     const o = type < 0 ? OP.MALFORMED : type < 256 ? TYPE_TO_OP[type] : OP.OTHER;
     const s = status < NSTATUS - 1 ? status : NSTATUS - 1;
