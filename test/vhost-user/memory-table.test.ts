@@ -169,6 +169,44 @@ describe('memory table', () => {
     expect(t.regions).toHaveLength(1);
   });
 
+  it('hands out a remembered view for a buffer seen before, and none of a region that left the table', () => {
+    const { img, t } = setup([{ guestPhysAddr: GPA, userAddr: UVA, size: 1 << 20 }]);
+    img.write(GPA + 4096, Uint8Array.of(1, 2, 3, 4));
+    const a: Uint8Array[] = [];
+    expect(t.gpaToViews(GPA + 4096, 4, a)).toBe(true);
+    expect(t.gpaToViews(GPA + 4096, 4, a)).toBe(true);
+    // The same object the second time (no new typed array), over the same guest bytes.
+    expect(a[1]).toBe(a[0]);
+    expect(Array.from(a[1])).toEqual([1, 2, 3, 4]);
+    // Another length at the same address is another buffer.
+    expect(t.gpaToViews(GPA + 4096, 2, a)).toBe(true);
+    expect(a[2]).not.toBe(a[0]);
+    expect(a[2].byteLength).toBe(2);
+    // Many page-aligned buffers: each still translates to its own bytes.
+    for (let i = 0; i < 200; i++) img.write(GPA + i * 4096 + 8, Uint8Array.of(i & 0xff));
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 200; i++) {
+        const out: Uint8Array[] = [];
+        expect(t.gpaToViews(GPA + i * 4096 + 8, 1, out)).toBe(true);
+        expect(out[0][0]).toBe(i & 0xff);
+      }
+    }
+    // A new memory table at the same guest addresses: views come from the new mapping, and
+    // the old region, once unmapped, is never reached through a remembered view.
+    const img2 = new GuestMemoryImage([{ guestPhysAddr: GPA, userAddr: UVA, size: 1 << 20 }]);
+    images.push(img2);
+    img2.write(GPA + 4096, Uint8Array.of(9, 9, 9, 9));
+    for (const r of t.replaceAll(img2.regions.map((r) => t.mapRegion(r, r.fd)))) r.unmap();
+    expect(a[0].byteLength).toBe(0);
+    const b: Uint8Array[] = [];
+    expect(t.gpaToViews(GPA + 4096, 4, b)).toBe(true);
+    expect(b[0] === a[0]).toBe(false);
+    expect(Array.from(b[0])).toEqual([9, 9, 9, 9]);
+    // And a removed region's addresses no longer translate at all.
+    for (const r of t.clear()) r.unmap();
+    expect(t.gpaToViews(GPA + 4096, 4, [])).toBe(false);
+  });
+
   it('rejects windows that are not page multiples or exceed 4 GiB', () => {
     expect(() => new MemoryTable({ windowSize: PAGE + 1 })).toThrow(/multiple of the page size/);
     expect(() => new MemoryTable({ windowSize: 4 * 1024 ** 3 })).toThrow(/exceeds 4 GiB/);
