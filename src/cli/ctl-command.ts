@@ -1,6 +1,7 @@
 // `vhost-user-zbd ctl`: the control API's client (status, zones, zone faults, error and
 // latency rules, power cut) for a running `serve`. Exit 0 on success; 1 with the API's error
 // message when it refuses; 2 for usage errors.
+import { nonNegativeIntOption } from './int-option.js';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { Argv } from 'yargs';
@@ -100,13 +101,6 @@ async function run(o: Out, f: () => Promise<void>): Promise<number> {
   }
 }
 
-const intArg = (name: string) => (v: unknown): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new ZbdError('EARG', `${name} ${String(v)} is not a non-negative integer`, v);
-  return n;
-};
-
 export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 'control a running serve: status, zones, zone faults, error/latency injection, power cut', (c) => c
   .option('api', { type: 'string', describe: 'control API socket of the daemon (default: SOCKET.api of --socket)' })
   .option('socket', { type: 'string', describe: 'the vhost-user socket of the daemon (its API is SOCKET.api)' })
@@ -114,8 +108,8 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     (a) => done(run(o, async () => { o.out(JSON.stringify(await call(apiPathOf(a), 'GET', '/status'), null, 2)); })))
   .command('zones', 'the zones, in blkzone report format (as the guest would see them)', (s) => s
     .option('json', { type: 'boolean', default: false })
-    .option('zone', { type: 'string', coerce: intArg('--zone'), describe: 'first zone' })
-    .option('count', { type: 'string', coerce: intArg('--count'), describe: 'number of zones' })
+    .option('zone', { type: 'string', coerce: nonNegativeIntOption('--zone'), describe: 'first zone' })
+    .option('count', { type: 'string', coerce: nonNegativeIntOption('--count'), describe: 'number of zones' })
     .option('svg', { type: 'string', describe: 'draw the zones as an SVG zone map into this file instead of listing them' }),
   (a) => done(run(o, async () => {
     const api = apiPathOf(a);
@@ -161,11 +155,11 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
     .option('range', { type: 'string', describe: 'add: sectors START:END (END exclusive) a request must overlap' })
     .option('error', { type: 'string', choices: Object.keys(FAULT_STATUSES), describe: 'add: answer this status without touching the data (default ioerr)' })
     .option('delay', { type: 'string', describe: 'add: delay matching requests MS, or a random MIN..MAX ms, instead of failing them' })
-    .option('count', { type: 'string', coerce: intArg('--count'), describe: 'add: fire at most N times' })
+    .option('count', { type: 'string', coerce: nonNegativeIntOption('--count'), describe: 'add: fire at most N times' })
     .option('once', { type: 'boolean', describe: 'add: fire once (= --count 1)' })
     .option('probability', { type: 'number', describe: 'add: fire with probability P (0 < P <= 1) per matching request' })
-    .option('after', { type: 'string', coerce: intArg('--after'), describe: 'add: let the first N matching requests pass' })
-    .option('seed', { type: 'string', coerce: intArg('--seed'), describe: 'add: seed of the rule\'s random choices' })
+    .option('after', { type: 'string', coerce: nonNegativeIntOption('--after'), describe: 'add: let the first N matching requests pass' })
+    .option('seed', { type: 'string', coerce: nonNegativeIntOption('--seed'), describe: 'add: seed of the rule\'s random choices' })
     .option('json', { type: 'boolean', default: false, describe: 'list: machine-readable' }),
   (a) => done(run(o, async () => {
     const api = apiPathOf(a);
@@ -196,7 +190,7 @@ export const ctlCommand: CommandModule = (y: Argv, o, done) => y.command('ctl', 
   })))
   .command('power-cut', 'pull the plug: drop the front-end; with serve --volatile-cache, unflushed writes are lost by policy', (s) => s
     .option('policy', { choices: POWER_CUT_POLICIES, default: 'all' as const, describe: 'all: lose every unflushed write; none; random: per sequential zone a random prefix of its unflushed writes survives, per conventional write kept or lost' })
-    .option('seed', { type: 'string', coerce: intArg('--seed'), describe: 'seed of the random policy' })
+    .option('seed', { type: 'string', coerce: nonNegativeIntOption('--seed'), describe: 'seed of the random policy' })
     .option('json', { type: 'boolean', default: false }),
   (a) => done(run(o, async () => {
     const body: Record<string, unknown> = { policy: a.policy };

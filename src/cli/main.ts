@@ -1,5 +1,6 @@
 // Command line: `vhost-user-zbd <command>`. Errors print one line naming the command and the
 // flag or path, and exit 2 (usage) or 1 (operation failed): see error-line.ts.
+import { nonNegativeIntOption } from './int-option.js';
 import yargs, { type Argv } from 'yargs';
 import { ZbdError } from '../errors.js';
 import { cmdCheck, cmdCreate, cmdReport, cmdZone, type Out } from './image-commands.js';
@@ -43,15 +44,6 @@ const commandModules: CommandModule[] = [serveCommand, ctlCommand];
 const BENCH = { name: 'bench', describe: 'benchmark against qemu-storage-daemon (vhost-user load generator, fio ceiling); see bench --help' };
 const runBench = async (argv: string[], o: Out): Promise<number> => (await import('../bench/bench-command.js')).benchMain(argv, o);
 
-function positiveInt(name: string) {
-  return (v: unknown): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isSafeInteger(n) || n < 0) throw new ZbdError('EARG', `${name} ${String(v)} is not a non-negative integer`, v);
-    return n;
-  };
-}
-
 export async function main(argv: string[], o: Out = stdio): Promise<number> {
   let pending = 0 as Promise<number> | number;
   const done = (p: Promise<number> | number): void => { pending = p; };
@@ -63,11 +55,11 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .option('size', { type: 'string', demandOption: true, describe: 'disk capacity, e.g. 4G' })
       .option('zone-size', { type: 'string', demandOption: true, describe: 'zone size, a power of two, e.g. 64M' })
       .option('zone-capacity', { type: 'string', describe: 'writable capacity of each zone (≤ zone size); default: zone size (smr) or 31/32 of it (zns)' })
-      .option('conventional', { type: 'string', coerce: positiveInt('--conventional'), describe: 'number of conventional zones at the start' })
-      .option('max-open', { type: 'string', coerce: positiveInt('--max-open'), describe: 'max open zones (0 = unlimited)' })
-      .option('max-active', { type: 'string', coerce: positiveInt('--max-active'), describe: 'max active zones (0 = unlimited)' })
+      .option('conventional', { type: 'string', coerce: nonNegativeIntOption('--conventional'), describe: 'number of conventional zones at the start' })
+      .option('max-open', { type: 'string', coerce: nonNegativeIntOption('--max-open'), describe: 'max open zones (0 = unlimited)' })
+      .option('max-active', { type: 'string', coerce: nonNegativeIntOption('--max-active'), describe: 'max active zones (0 = unlimited)' })
       .option('max-append', { type: 'string', describe: 'max zone append size, e.g. 1M' })
-      .option('block-size', { type: 'string', coerce: positiveInt('--block-size'), describe: 'logical block size = write granularity: 512 or 4096 (default 4096)' })
+      .option('block-size', { type: 'string', coerce: nonNegativeIntOption('--block-size'), describe: 'logical block size = write granularity: 512 or 4096 (default 4096)' })
       .option('profile', { choices: ['smr', 'zns'] as const, describe: 'defaults like an SMR disk (no capacity gap, no active limit) or a ZNS SSD (capacity < size, open/active limits)' })
       .option('preallocation', { choices: PREALLOCATIONS, default: 'off' as const, describe: 'reserve the data space up front, as qemu-img: off = sparse (space taken as zones are written, freed by a reset), falloc = fallocate it, full = write zeroes; with falloc/full the daemon cannot meet ENOSPC and resets keep the space' })
       .option('force', { type: 'boolean', default: false, describe: 'overwrite an existing image' }),
@@ -80,8 +72,8 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
       .positional('image', { type: 'string', describe: 'zoned image' })
       .option('device', { type: 'string', describe: 'a host zoned block device instead of an image (opened read-only and shared: works while it is served)' })
       .option('json', { type: 'boolean', default: false, describe: 'machine-readable output' })
-      .option('zone', { type: 'string', coerce: positiveInt('--zone'), describe: 'first zone to report' })
-      .option('count', { type: 'string', coerce: positiveInt('--count'), describe: 'number of zones to report' })
+      .option('zone', { type: 'string', coerce: nonNegativeIntOption('--zone'), describe: 'first zone to report' })
+      .option('count', { type: 'string', coerce: nonNegativeIntOption('--count'), describe: 'number of zones to report' })
       .option('svg', { type: 'string', describe: 'draw the zones as an SVG zone map into this file instead of listing them' }),
     (a) => done(cmdReport({ image: a.image, device: a.device, json: a.json, zone: a.zone, count: a.count, svg: a.svg }, o)))
     .command('check <image>', 'check an image for consistency', (c) => c
