@@ -7,7 +7,7 @@ import { iovBytes, type IoVec } from '../iovec.js';
 import { ZONE_ENTRY_SIZE, encodeZoneEntry, type ImageHeader } from './image-format.js';
 import type { Storage, StorageCallback } from './storage.js';
 import type { FileIo } from './file-io.js';
-import { transferAll, transferAllAsync, writeAllSync } from './transfer-all.js';
+import { transferAll, writeAllSync } from './transfer-all.js';
 
 /** Bytes freed per fallocate call of a zone reset (~1 ms of lock hold on tmpfs). */
 const DISCARD_PIECE = 8 << 20;
@@ -21,12 +21,6 @@ export class FileStorage implements Storage {
   /** io: how the data moves (fileIoFor(image path)). */
   constructor(private readonly fd: number, private readonly header: ImageHeader, private readonly io: FileIo) {}
 
-  readv(byteOffset: number, iov: IoVec): Promise<void> {
-    return transferAllAsync(this.io, 'read', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov));
-  }
-  writev(byteOffset: number, iov: IoVec): Promise<void> {
-    return transferAllAsync(this.io, 'write', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov));
-  }
   read(byteOffset: number, iov: IoVec, done: StorageCallback): void {
     transferAll(this.io, 'read', this.fd, iov, this.header.dataOffset + byteOffset, iovBytes(iov), done);
   }

@@ -1,6 +1,6 @@
 // A regular (non-zoned) disk in RAM: `serve --memory --model none`, and the device-model tests.
 // Nothing survives the process; never-written and discarded ranges take no memory.
-import type { AppendResult, Backend, BackendInfo } from './backend.js';
+import type { AppendResult, Backend, BackendInfo, ResultCallback } from './backend.js';
 import { iovBytes, type IoVec } from '../iovec.js';
 import { MemoryStorage } from './memory-storage.js';
 import { MEMORY_SERIAL } from './serial.js';
@@ -33,17 +33,26 @@ export class MemoryDiskBackend implements Backend {
     return bytes % SECTOR_SIZE === 0 && sector >= 0 && sector + bytes / SECTOR_SIZE <= this.info.capacitySectors;
   }
 
-  async read(sector: number, iov: IoVec): Promise<ZoneResult> {
-    if (!this.inRange(sector, iovBytes(iov))) return ZoneResult.OUT_OF_RANGE;
-    await this.storage.readv(sector * SECTOR_SIZE, iov);
-    return ZoneResult.OK;
+  read(sector: number, iov: IoVec): Promise<ZoneResult> {
+    return new Promise((resolve) => this.submitRead(sector, iov, resolve));
   }
 
-  async write(sector: number, iov: IoVec): Promise<ZoneResult> {
-    if (this.info.readOnly) return ZoneResult.READ_ONLY;
-    if (!this.inRange(sector, iovBytes(iov))) return ZoneResult.OUT_OF_RANGE;
-    await this.storage.writev(sector * SECTOR_SIZE, iov);
-    return ZoneResult.OK;
+  write(sector: number, iov: IoVec): Promise<ZoneResult> {
+    return new Promise((resolve) => this.submitWrite(sector, iov, resolve));
+  }
+
+  /** RAM answers at once: `done` runs before this returns. */
+  submitRead(sector: number, iov: IoVec, done: ResultCallback): void {
+    if (!this.inRange(sector, iovBytes(iov))) { done(ZoneResult.OUT_OF_RANGE); return; }
+    this.storage.copyOut(sector * SECTOR_SIZE, iov);
+    done(ZoneResult.OK);
+  }
+
+  submitWrite(sector: number, iov: IoVec, done: ResultCallback): void {
+    if (this.info.readOnly) { done(ZoneResult.READ_ONLY); return; }
+    if (!this.inRange(sector, iovBytes(iov))) { done(ZoneResult.OUT_OF_RANGE); return; }
+    this.storage.copyIn(sector * SECTOR_SIZE, iov);
+    done(ZoneResult.OK);
   }
 
   append(): Promise<AppendResult> { return Promise.resolve({ result: ZoneResult.UNSUPPORTED, sector: 0 }); }
@@ -64,7 +73,7 @@ export class MemoryDiskBackend implements Backend {
     const zero = new Uint8Array(Math.min(ZERO_CHUNK, sectors * SECTOR_SIZE));
     const end = (sector + sectors) * SECTOR_SIZE;
     for (let off = sector * SECTOR_SIZE; off < end; off += zero.byteLength) {
-      await this.storage.writev(off, [zero.subarray(0, Math.min(zero.byteLength, end - off))]);
+      this.storage.copyIn(off, [zero.subarray(0, Math.min(zero.byteLength, end - off))]);
     }
     return ZoneResult.OK;
   }

@@ -24,6 +24,12 @@ export class MemoryStorage implements Storage {
     }
   }
 
+  /** Copies out the bytes at byteOffset into iov, at once. */
+  copyOut(byteOffset: number, iov: IoVec): void { this.each(byteOffset, iov, this.readChunk); }
+
+  /** Copies iov in at byteOffset, at once. */
+  copyIn(byteOffset: number, iov: IoVec): void { this.each(byteOffset, iov, this.writeChunk); }
+
   private readonly readChunk = (c: number, at: number, buf: Uint8Array): void => {
     const chunk = this.chunks.get(c);
     if (chunk) buf.set(chunk.subarray(at, at + buf.byteLength)); else buf.fill(0);
@@ -35,24 +41,14 @@ export class MemoryStorage implements Storage {
     chunk.set(buf, at);
   };
 
-  readv(byteOffset: number, iov: IoVec): Promise<void> {
-    this.each(byteOffset, iov, this.readChunk);
-    return Promise.resolve();
-  }
-
-  writev(byteOffset: number, iov: IoVec): Promise<void> {
-    this.each(byteOffset, iov, this.writeChunk);
-    return Promise.resolve();
-  }
-
   /** Memory moves at once: `done` runs before this returns. */
   read(byteOffset: number, iov: IoVec, done: StorageCallback): void {
-    this.each(byteOffset, iov, this.readChunk);
+    this.copyOut(byteOffset, iov);
     done(null);
   }
 
   write(byteOffset: number, iov: IoVec, done: StorageCallback): void {
-    this.each(byteOffset, iov, this.writeChunk);
+    this.copyIn(byteOffset, iov);
     done(null);
   }
 

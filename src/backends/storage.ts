@@ -7,15 +7,13 @@ import type { PersistedZoneState } from '../zoned/zone-table.js';
 export type StorageCallback = (err: Error | null) => void;
 
 export interface Storage {
-  /** Fill iov with the bytes at byteOffset (never-written bytes read as zero). */
-  readv(byteOffset: number, iov: IoVec): Promise<void>;
-  /** Write iov at byteOffset; resolves once the bytes survive a crash of this process. */
-  writev(byteOffset: number, iov: IoVec): Promise<void>;
   /**
-   * readv and writev without a Promise, for the request path: the transfer may wait in a
-   * queue until flush(), and `done` may run inside flush() or later.
+   * Fill iov with the bytes at byteOffset (never-written bytes read as zero). No Promise:
+   * this is the request path. The transfer may wait in a queue until flush(), and `done`
+   * may run inside this call, inside flush(), or later.
    */
   read(byteOffset: number, iov: IoVec, done: StorageCallback): void;
+  /** Write iov at byteOffset; `done` once the bytes survive a crash of this process. */
   write(byteOffset: number, iov: IoVec, done: StorageCallback): void;
   /** Start the transfers queued so far and run the callbacks of those already done. */
   flush(): void;

@@ -52,23 +52,21 @@ class GatedStorage implements Storage {
   readonly pending: { offset: number; release: (ok: boolean) => void }[] = [];
   readonly events: string[] = [];
   constructor(bytes: number) { this.mem = new MemoryStorage(bytes); }
-  readv(o: number, iov: IoVec): Promise<void> { return this.mem.readv(o, iov); }
-  writev(o: number, iov: IoVec): Promise<void> {
-    if (!this.gated) return this.mem.writev(o, iov);
+  read(o: number, iov: IoVec, done: (err: Error | null) => void): void { this.mem.read(o, iov, done); }
+  write(o: number, iov: IoVec, done: (err: Error | null) => void): void {
+    if (!this.gated) { this.mem.write(o, iov, done); return; }
     // Copy now: the guest buffer stays valid until completion, but be strict.
     const copy = iov.map((b) => b.slice());
-    return new Promise<void>((resolve, reject) => {
-      this.pending.push({
-        offset: o,
-        release: (ok) => {
-          if (!ok) { reject(new Error('injected write failure')); return; }
-          void this.mem.writev(o, copy).then(() => { this.events.push(`write@${o / SEC}`); resolve(); });
-        },
-      });
+    this.pending.push({
+      offset: o,
+      release: (ok) => {
+        if (!ok) { done(new Error('injected write failure')); return; }
+        this.mem.copyIn(o, copy);
+        this.events.push(`write@${o / SEC}`);
+        done(null);
+      },
     });
   }
-  read(o: number, iov: IoVec, done: (err: Error | null) => void): void { this.readv(o, iov).then(() => done(null), done); }
-  write(o: number, iov: IoVec, done: (err: Error | null) => void): void { this.writev(o, iov).then(() => done(null), done); }
   flush(): void { /* gated writes complete when released */ }
   sync(): Promise<void> { return Promise.resolve(); }
   /** When set, discards wait for releaseDiscards() (the file backend frees space on the thread pool). */
