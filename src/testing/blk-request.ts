@@ -3,7 +3,7 @@
 // device-writable tail whose last byte is the status (Linux gives ZONE_APPEND a 16-byte tail:
 // le64 sector, then the status). The numbers are written out here on purpose, so tests and
 // the benchmark do not share constants with the device model they check.
-import type { Buf, DriverQueue } from './driver-queue.js';
+import type { Buf, DriverQueue, UsedElem } from './driver-queue.js';
 import type { GuestMemoryImage } from './guest-memory.js';
 
 export const REQ = {
@@ -88,6 +88,15 @@ export class BlkRequestSlot {
     this.mem.write(this.tail, new Uint8Array(this.tailLen).fill(STATUS_UNSET));
     bufs.push({ gpa: this.tail, len: this.tailLen, write: true });
     return q.add(bufs, opts);
+  }
+
+  /** One request on its own: submit, kick, wait for its used entry (which must be this chain's). */
+  async run(q: DriverQueue, r: BlkRequest, opts: { indirect?: boolean } = {}): Promise<UsedElem> {
+    const head = this.submit(q, r, opts);
+    q.kick();
+    const [u] = await q.waitUsed(1);
+    if (u.id !== head) throw new Error(`used entry for head ${u.id}, expected ${head}`);
+    return u;
   }
 
   /** The status byte (last byte of the tail). */

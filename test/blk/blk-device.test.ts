@@ -58,10 +58,7 @@ async function start(opts: { ackZoned?: boolean } = {}): Promise<Setup> {
 }
 
 async function run(q: DriverQueue, slot: BlkRequestSlot, r: Parameters<BlkRequestSlot['submit']>[1]): Promise<number> {
-  slot.submit(q, r);
-  q.kick();
-  const [u] = await q.waitUsed(1);
-  return u.len;
+  return (await slot.run(q, r)).len;
 }
 
 describe('virtio-blk device', () => {

@@ -49,9 +49,7 @@ async function start() {
 }
 
 async function run(q: DriverQueue, slot: BlkRequestSlot, r: Parameters<BlkRequestSlot['submit']>[1]): Promise<number> {
-  slot.submit(q, r);
-  q.kick();
-  await q.waitUsed(1);
+  await slot.run(q, r);
   return slot.status;
 }
 
