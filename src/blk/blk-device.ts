@@ -476,17 +476,17 @@ export class BlkDevice implements VirtioDevice {
 
   /** The backend threw or rejected instead of resolving a result: a bug or an unexpected host error. */
   failed(req: Slot, err: unknown): void {
-    this.log.error({
-      err, queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector,
-    }, 'request failed unexpectedly');
+    this.logBug(req, err, 'request failed unexpectedly');
     this.complete(req, STATUS.IOERR, 1);
   }
 
   /** Completing a request threw (a bug in a hook or the device): say so; the queue goes on. */
   completionFailed(req: Slot, err: unknown): void {
-    this.log.error({
-      err, queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector,
-    }, 'request completion failed');
+    this.logBug(req, err, 'request completion failed');
+  }
+
+  private logBug(req: Slot, err: unknown, msg: string): void {
+    this.log.error({ err, queue: req.queue?.index, head: req.chain?.head, type: REQUEST_KIND_NAMES[req.kind], sector: req.sector }, msg);
   }
 
   /**

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiRequest } from '../../src/cli/ctl-command.js';
 import { cli, explain, normaliseOpen, startDaemon, tempDir, type GuestFrontend, type GuestResult } from './harness.js';
 
 const SCRIPTS = path.join(__dirname, 'scripts');
@@ -135,6 +136,13 @@ export function zonedGuestSuite(fe: GuestFrontend): void {
               env: { STEPS: stepList, NCONV: '2' }, timeoutSec: guestTimeout(300),
             });
             timings.push(`fs boot ${i + 1} (btrfs, f2fs, reboot disk): ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+            if (i === 0 && r.code === 0) {
+              // btrfs writes file data with REQ_OP_ZONE_APPEND: the guest's own driver drove the
+              // daemon's zone-append path (its batched submission and acknowledgement).
+              const metrics = String((await apiRequest(`${btrfs.socket}.api`, 'GET', '/metrics')).body);
+              const appends = Number(/^vhost_user_zbd_requests_total\{op="append",status="ok"\} (\d+)$/m.exec(metrics)?.[1] ?? 0);
+              expect(appends, 'zone appends served to btrfs').toBeGreaterThan(0);
+            }
           } finally {
             expect(await btrfs.stop()).toBe(0);
             expect(await f2fs.stop()).toBe(0);
