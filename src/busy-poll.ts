@@ -41,7 +41,7 @@ export interface BusyPollStats {
   /** Wake-ups through the sources' own events (kicks). */
   wakeups: number;
   /** Current window, µs. */
-  windowUs: number;
+  readonly windowUs: number;
 }
 
 /** First window once polling pays (QEMU starts at 4 µs too). */
@@ -59,10 +59,12 @@ export class BusyPoll {
   /** performance.now() when the last window ended empty (-1: not sleeping). */
   private sleptAt = -1;
   private readonly turnFn = (): void => this.turn();
-  readonly stats: BusyPollStats = { turns: 0, hits: 0, wakeups: 0, windowUs: 0 };
+  readonly stats: BusyPollStats;
 
   constructor(maxUs: number) {
     this.maxMs = Math.max(0, maxUs) / 1000;
+    const poll = this;
+    this.stats = { turns: 0, hits: 0, wakeups: 0, get windowUs() { return Math.round(poll.windowMs * 1000); } };
   }
 
   add(s: PollSource): void {
@@ -153,7 +155,6 @@ export class BusyPoll {
     if (this.maxMs === 0) return;
     if (sleptMs > this.maxMs) this.windowMs = 0;
     else if (this.windowMs < this.maxMs) this.windowMs = Math.min(this.maxMs, this.windowMs === 0 ? INITIAL_WINDOW_MS : 2 * this.windowMs);
-    this.stats.windowUs = Math.round(this.windowMs * 1000);
   }
 
   private setMuted(on: boolean): void {
