@@ -63,8 +63,8 @@ export class BusyPoll {
 
   constructor(maxUs: number) {
     this.maxMs = Math.max(0, maxUs) / 1000;
-    const poll = this;
-    this.stats = { turns: 0, hits: 0, wakeups: 0, get windowUs() { return Math.round(poll.windowMs * 1000); } };
+    const stats = { turns: 0, hits: 0, wakeups: 0 };
+    this.stats = Object.defineProperty(stats, 'windowUs', { get: () => Math.round(this.windowMs * 1000), enumerable: true }) as BusyPollStats;
   }
 
   add(s: PollSource): void {
