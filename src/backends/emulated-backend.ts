@@ -6,6 +6,7 @@ import { iovBytes, iovFill, iovSlice, type IoVec } from '../iovec.js';
 import type { Storage } from './storage.js';
 import { ZoneEngine } from '../zoned/zone-engine.js';
 import { SECTOR_SHIFT, SECTOR_SIZE, ZoneOp, ZoneResult, type ZoneSink } from '../zoned/types.js';
+import { runSoon } from '../run-soon.js';
 
 type Resolver = (r: ZoneResult) => void;
 
@@ -166,7 +167,7 @@ export class EmulatedBackend implements Backend {
     // zone instead of one each. Queued before any waiter woken below can run.
     if (!this.ackScheduled && this.ackTokens.length > 0) {
       this.ackScheduled = true;
-      queueMicrotask(this.ackFn);
+      runSoon(this.ackFn);
     }
     if (e.zoneIdle(zone)) this.wakeIdle();
   }

@@ -15,6 +15,7 @@ export const ERRNO = Object.freeze({
   EPERM: 1,
   EIO: 5,
   ENXIO: 6,
+  EAGAIN: 11,
   EBADF: 9,
   ENOMEM: 12,
   EBUSY: 16,

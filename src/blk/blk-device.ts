@@ -13,6 +13,7 @@ import {
 import { CONFIG_WRITEBACK_OFFSET, buildConfig } from './config-space.js';
 import { BlkRequest, REQUEST_KIND_NAMES, RequestKind, parseRequest, type ParseContext, type SegmentLimits } from './request.js';
 import { Refusal, blkStatus, refusalStatus } from './status.js';
+import { runSoon } from '../run-soon.js';
 
 export interface BlkDeviceOptions {
   backend: Backend;
@@ -122,8 +123,10 @@ export class BlkDevice implements VirtioDevice {
   private readonly inflight: number[];
   private readonly drainWaiters: (() => void)[][];
   private readonly slots: Slot[][];
-  private readonly pendingNotify = new Set<VirtQueueHandle>();
+  /** Queues with pushed completions to publish; a handful at most (a linear scan beats a Set's add per request). */
+  private readonly pendingNotify: VirtQueueHandle[] = [];
   private notifyScheduled = false;
+  private readonly flushNotifyFn = (): void => this.flushNotify();
   /** Inside queueKicked: it publishes completions itself when done. */
   private inKick = false;
   /** Completion clock of the batch being completed inside queueKicked (read at its first completion). */
@@ -278,7 +281,7 @@ export class BlkDevice implements VirtioDevice {
           n = 0;
           this.clockStale = true;
           this.backend.endBatch?.();
-          if (this.pendingNotify.size) this.flushNotify();
+          if (this.pendingNotify.length) this.flushNotify();
           t = performance.now();
         }
       }
@@ -289,7 +292,7 @@ export class BlkDevice implements VirtioDevice {
     } finally {
       this.inKick = false;
     }
-    if (this.pendingNotify.size) this.flushNotify();
+    if (this.pendingNotify.length) this.flushNotify();
   }
 
   /** The slot of chain's head; a fresh one if that slot is still busy (a ring restarted under it). */
@@ -514,10 +517,10 @@ export class BlkDevice implements VirtioDevice {
     req.busy = false;
     req.chain = null;
     queue.push(chain, written);
-    this.pendingNotify.add(queue);
+    if (!this.pendingNotify.includes(queue)) this.pendingNotify.push(queue);
     if (!this.notifyScheduled && !this.inKick) {
       this.notifyScheduled = true;
-      queueMicrotask(() => this.flushNotify());
+      runSoon(this.flushNotifyFn);
     }
     const q = queue.index;
     if (--this.inflight[q] === 0 && this.drainWaiters[q].length) {
@@ -527,8 +530,8 @@ export class BlkDevice implements VirtioDevice {
 
   private flushNotify(): void {
     this.notifyScheduled = false;
-    for (const q of this.pendingNotify) q.notify();
-    this.pendingNotify.clear();
+    const qs = this.pendingNotify;
+    while (qs.length) (qs.pop() as VirtQueueHandle).notify();
   }
 
   private report(req: Slot): void {

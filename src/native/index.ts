@@ -76,6 +76,7 @@ interface Addon {
   flock(fd: number, exclusive: boolean, nonblocking: boolean): boolean;
   fallocate(fd: number, mode: number, offset: number, length: number): void;
   fallocateAsync(fd: number, mode: number, offset: number, length: number, cb: (err: Error | null) => void): void;
+  preadNowait(fd: number, views: Uint8Array | readonly Uint8Array[], offset: number): number;
   blkGetZoneSize(fd: number): number;
   blkGetNrZones(fd: number): number;
   blkReportZones(fd: number, sector: number, buf: Uint8Array): number;
@@ -512,6 +513,18 @@ export function pollFds(fds: Int32Array, timeoutMs: number): number {
   const t = timeoutMs === Infinity ? 0x7fffffff : timeoutMs;
   checkInt('pollFds', 'timeoutMs', t, 0, 0x7fffffff);
   return addon.pollFds(fds, t);
+}
+
+/**
+ * preadv2(fd, views, offset, RWF_NOWAIT): reads on this thread only what needs no waiting
+ * (data in the page cache). Returns the bytes read (possibly short: only part was cached),
+ * or -errno: -EAGAIN when the read would have to wait, -EOPNOTSUPP where the file cannot say
+ * (then use a path that may wait). Failures are returned, not thrown.
+ */
+export function preadNowait(fd: number, views: Uint8Array | readonly Uint8Array[], offset: number): number {
+  // The hot path: only the cheap check; the addon re-checks types.
+  if (!(offset >= 0 && offset <= MAX_SAFE)) throw argError('preadNowait', 'offset must be a non-negative integer', offset);
+  return addon.preadNowait(fd, views, offset);
 }
 
 // ---- io_uring file I/O ---------------------------------------------------------------------
