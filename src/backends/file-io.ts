@@ -164,8 +164,10 @@ class UringFileIo implements FileIo {
   private inFlight = 0;
   /** The eventfd poller keeps the loop alive (requests in flight after a reap). */
   private pollerRef = false;
-  /** Queued in the submission queue and not yet submitted. */
-  private unsubmitted = 0;
+  /** Entries staged since the last flush: (write, fd, pos, tag) × staged in stageMeta, views in stageViews. */
+  private staged = 0;
+  private readonly stageMeta: Float64Array;
+  private readonly stageViews: Array<Uint8Array | IoVec | null>;
   /** A batch's first read, not yet queued (see read): its callback, or null when none is held. */
   private heldCb: IoCallback | null = null;
   private heldIov: IoVec | null = null;
@@ -184,6 +186,8 @@ class UringFileIo implements FileIo {
     this.writes = new Uint8Array(cap);
     for (let t = cap - 1; t >= 0; t--) this.freeTags.push(t);
     this.out = new Float64Array(2 * cap);
+    this.stageMeta = new Float64Array(4 * cap);
+    this.stageViews = new Array<Uint8Array | IoVec | null>(cap).fill(null);
     this.poller = new FdPoller(this.ring.eventFd, 'r', (err) => {
       if (err) throw err; // an eventfd poll error is a bug: surface it
       readCounter(this.ring.eventFd);
@@ -195,7 +199,7 @@ class UringFileIo implements FileIo {
   }
 
   read(fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
-    if (this.heldCb === null && this.unsubmitted === 0 && this.nowaitReads) {
+    if (this.heldCb === null && this.staged === 0 && this.nowaitReads) {
       // The first request of a batch, held back: if it stays alone, flush tries it on this thread.
       this.heldFd = fd;
       this.heldIov = iov;
@@ -229,22 +233,17 @@ class UringFileIo implements FileIo {
     this.enqueue(false, this.heldFd, iov, this.heldPos, cb);
   }
 
-  /** Into the submission queue (submitted by the next flush), or the FIFO when every tag is taken. */
+  /** Staged for the next flush, or into the FIFO when every tag is taken. */
   private enqueue(write: boolean, fd: number, iov: IoVec, pos: number, cb: IoCallback): void {
     const tag = this.freeTags.pop();
     if (tag === undefined) { this.waiting.push({ write, fd, iov, pos, cb }); return; }
-    const views = iov.length === 1 ? iov[0] : iov;
-    // The submission queue has as many entries as there are tags, so it can only be full of
-    // entries not yet submitted: submit them and queue again.
-    if (!this.ring.queue(write, fd, views, pos, tag)) {
-      this.ring.submit();
-      if (!this.ring.queue(write, fd, views, pos, tag)) {
-        this.freeTags.push(tag);
-        this.waiting.push({ write, fd, iov, pos, cb });
-        return;
-      }
-    }
-    this.unsubmitted++;
+    const k = this.staged++;
+    const m = this.stageMeta;
+    m[4 * k] = write ? 1 : 0;
+    m[4 * k + 1] = fd;
+    m[4 * k + 2] = pos;
+    m[4 * k + 3] = tag;
+    this.stageViews[k] = iov.length === 1 ? iov[0] : iov;
     this.cbs[tag] = cb;
     this.bufs[tag] = iov;
     this.writes[tag] = write ? 1 : 0;
@@ -254,9 +253,39 @@ class UringFileIo implements FileIo {
   flush(): void {
     this.flushScheduled = false;
     if (this.heldCb !== null && this.readHeldNow()) return;
-    if (this.unsubmitted === 0) return;
-    this.unsubmitted = 0;
+    if (this.staged === 0) return;
+    this.queueStaged();
     this.reap(this.ring.submitAndReap(this.out));
+  }
+
+  /**
+   * The staged entries into the submission queue, in one call. The queue has as many entries
+   * as there are tags, so it can only be short of room while entries of an earlier batch
+   * wait there (the kernel took fewer than offered): submit them and queue again; what still
+   * finds no room waits in the FIFO.
+   */
+  private queueStaged(): void {
+    const n = this.staged, views = this.stageViews;
+    this.staged = 0;
+    const placed = this.ring.queueBatch(n, this.stageMeta, views);
+    if (placed < n) {
+      this.ring.submit();
+      const m = this.stageMeta;
+      m.copyWithin(0, 4 * placed, 4 * n);
+      for (let i = placed; i < n; i++) views[i - placed] = views[i];
+      const rest = n - placed;
+      const more = this.ring.queueBatch(rest, m, views);
+      for (let i = more; i < rest; i++) {
+        const tag = m[4 * i + 3];
+        this.waiting.push({ write: m[4 * i] === 1, fd: m[4 * i + 1], iov: this.bufs[tag] as IoVec, pos: m[4 * i + 2], cb: this.cbs[tag] as IoCallback });
+        this.cbs[tag] = null;
+        this.bufs[tag] = null;
+        this.freeTags.push(tag);
+        this.inFlight--;
+      }
+    }
+    // The kernel holds them now (bufs keeps each alive until its completion).
+    for (let i = 0; i < n; i++) views[i] = null;
   }
 
   /**

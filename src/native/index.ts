@@ -40,6 +40,7 @@ type PollCallback = (err: Error | null, readable: boolean, writable: boolean) =>
 
 interface NativeIoRing {
   queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean;
+  queueBatch(n: number, meta: Float64Array, views: ReadonlyArray<Uint8Array | readonly Uint8Array[] | null>): number;
   submit(): number;
   reap(out: Float64Array): number;
   submitAndReap(out: Float64Array): number;
@@ -563,6 +564,16 @@ export class IoRing {
     if (!(tag >= 0 && tag < this.capacity && Number.isInteger(tag))) throw argError('IoRing.queue', `tag must be an integer in [0, ${this.capacity})`, tag);
     if (!(offset >= 0 && offset <= MAX_SAFE)) throw argError('IoRing.queue', 'offset must be a non-negative integer', offset);
     return this.#ring.queue(write, fd, views, offset, tag);
+  }
+
+  /**
+   * queue() for n entries in one call: entry i is meta[4i..4i+3] = (write ? 1 : 0, fd,
+   * offset, tag) with views[i]. Returns how many were queued, from the first: fewer than n
+   * when the submission queue filled up (submit(), then queue the rest). The addon checks
+   * every entry; a bad one throws.
+   */
+  queueBatch(n: number, meta: Float64Array, views: ReadonlyArray<Uint8Array | readonly Uint8Array[] | null>): number {
+    return this.#ring.queueBatch(n, meta, views);
   }
 
   /** Hands every queued entry to the kernel; returns how many it took. */

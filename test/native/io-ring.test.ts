@@ -95,6 +95,43 @@ describe('IoRing', () => {
     }
   });
 
+  it('queues a batch in one call, stops where the submission queue is full, and refuses a bad entry', () => {
+    const r = new IoRing(4);
+    try {
+      const a = new Uint8Array(4096), b = new Uint8Array(100), c = new Uint8Array(3000);
+      const w = pattern(5000, 5);
+      const meta = Float64Array.of(0, fd, 0, 0, 0, fd, 8192, 1, 1, fd, 50_000, 2);
+      expect(r.queueBatch(3, meta, [a, [b, c], [w.subarray(0, 1000), w.subarray(1000)]])).toBe(3);
+      const res = complete(r, 3);
+      expect([res.get(0), res.get(1), res.get(2)]).toEqual([4096, 3100, 5000]);
+      const file = pattern(64 * 1024, 1);
+      expect(a).toEqual(file.subarray(0, 4096));
+      expect(b).toEqual(file.subarray(8192, 8292));
+      expect(c).toEqual(file.subarray(8292, 11292));
+      const back = new Uint8Array(5000);
+      fs.readSync(fd, back, 0, 5000, 50_000);
+      expect(back).toEqual(w);
+
+      // A whole queue's worth and more: the rest is for after a submit.
+      const sq = r.capacity;
+      const many = new Float64Array(4 * (sq + 3));
+      for (let i = 0; i < sq + 3; i++) many.set([0, fd, 512 * i, i % sq], 4 * i);
+      const bufs = Array.from({ length: sq + 3 }, () => new Uint8Array(512));
+      const placed = r.queueBatch(sq + 3, many, bufs);
+      expect(placed).toBeGreaterThan(0);
+      expect(placed).toBeLessThan(sq + 3);
+      expect(complete(r, placed).size).toBe(placed);
+
+      expect(() => r.queueBatch(1, Float64Array.of(0, -1, 0, 0), [a])).toThrow(/entry 0 is invalid/);
+      expect(() => r.queueBatch(1, Float64Array.of(0, fd, 0, sq), [a])).toThrow(/entry 0 is invalid/);
+      expect(() => r.queueBatch(1, Float64Array.of(0, fd, 0.5, 0), [a])).toThrow(/entry 0 is invalid/);
+      expect(() => r.queueBatch(1, Float64Array.of(0, fd, 0, 0), [null])).toThrow(/Uint8Array/);
+      expect(() => r.queueBatch(2, Float64Array.of(0, fd, 0, 0), [a])).toThrow(/exceeds/);
+    } finally {
+      r.close();
+    }
+  });
+
   it('submitAndReap turns eventfd signals off; armEventFd turns them on and reports what waits unsignalled', () => {
     const r = new IoRing(4);
     const out = new Float64Array(2 * r.capacity);
