@@ -9,5 +9,7 @@ try {
   process.stdout.write(JSON.stringify(result) + '\n');
 } catch (err) {
   process.stderr.write(`load generator: ${(err as Error).message}\n`);
-  process.exitCode = 1;
+  // Exit now: the front-end's socket and pollers of a failed run would keep the process (and
+  // the benchmark waiting for it) alive forever.
+  process.exit(1);
 }

@@ -285,7 +285,13 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
         const id = ring.usedId(ring.lastUsed);
         const s = id / 3;
         if (!Number.isInteger(s) || s >= qd || slotBusy[q * qd + s] === 0) {
-          throw new Error(`queue ${q}: the daemon completed id ${id}, which is not a request in flight`);
+          // The ring state goes with the error: which heads were out, and what came back since the last look.
+          const out: number[] = [];
+          for (let k = 0; k < qd; k++) if (slotBusy[q * qd + k]) out.push(3 * k);
+          const back: number[] = [];
+          for (let k = ring.lastUsed; k !== used; k = (k + 1) & 0xffff) back.push(ring.usedId(k));
+          throw new Error(`queue ${q}: the daemon completed id ${id}, which is not a request in flight ` +
+            `(avail.idx ${ring.availIdx}, used.idx ${used}, last used ${ring.lastUsed}; in flight: ${out.join(' ')}; used since: ${back.join(' ')})`);
         }
         ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
         complete(q, s, now);
