@@ -14,6 +14,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <sys/uio.h>
 
 #include "addon.h"
 
@@ -76,6 +79,38 @@ class Args {
   bool ok_ = true;
   size_t bad_ = 0;
 };
+
+// The iovec list of a Uint8Array or an array of them (the views of one read or write), into
+// `iov` (reused: its capacity stays). False with a TypeError pending for anything else; at
+// most `max` entries are taken (the caller's transfer is then short, and asked again).
+inline bool IovecsFromViews(Napi::Env env, Napi::Value v, std::vector<iovec>& iov, const char* who, size_t max = SIZE_MAX) {
+  if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+    Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+    iov.resize(1);
+    iov[0].iov_base = b.Data();
+    iov[0].iov_len = b.ByteLength();
+    return true;
+  }
+  if (!v.IsArray()) {
+    Napi::TypeError::New(env, std::string("native addon: ") + who + " needs a Uint8Array or an array of them").ThrowAsJavaScriptException();
+    return false;
+  }
+  Napi::Array list = v.As<Napi::Array>();
+  size_t n = list.Length();
+  if (n > max) n = max;
+  iov.resize(n);
+  for (size_t i = 0; i < n; i++) {
+    Napi::Value e = list.Get(static_cast<uint32_t>(i));
+    if (!e.IsTypedArray() || e.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+      Napi::TypeError::New(env, std::string("native addon: ") + who + " views must be Uint8Arrays").ThrowAsJavaScriptException();
+      return false;
+    }
+    Napi::Uint8Array b = e.As<Napi::Uint8Array>();
+    iov[i].iov_base = b.Data();
+    iov[i].iov_len = b.ByteLength();
+  }
+  return true;
+}
 
 }  // namespace zbd
 

@@ -99,31 +99,7 @@ Napi::Value PreadNowait(const Napi::CallbackInfo& info) {
   if (!a.Ok()) return Napi::Value();
   // One iovec list for the JavaScript thread, reused: no allocation once warmed up.
   static std::vector<iovec> iov;
-  Napi::Value v = info[1];
-  if (v.IsTypedArray()) {
-    Napi::Uint8Array b = v.As<Napi::Uint8Array>();
-    iov.resize(1);
-    iov[0].iov_base = b.Data();
-    iov[0].iov_len = b.ByteLength();
-  } else if (v.IsArray()) {
-    Napi::Array list = v.As<Napi::Array>();
-    uint32_t n = list.Length();
-    if (n > IOV_MAX) n = IOV_MAX;  // a short read: the caller asks again for the rest
-    iov.resize(n);
-    for (uint32_t i = 0; i < n; i++) {
-      Napi::Value e = list.Get(i);
-      if (!e.IsTypedArray()) {
-        Napi::TypeError::New(env, "native addon: preadNowait views must be Uint8Arrays").ThrowAsJavaScriptException();
-        return Napi::Value();
-      }
-      Napi::Uint8Array b = e.As<Napi::Uint8Array>();
-      iov[i].iov_base = b.Data();
-      iov[i].iov_len = b.ByteLength();
-    }
-  } else {
-    Napi::TypeError::New(env, "native addon: preadNowait needs a Uint8Array or an array of them").ThrowAsJavaScriptException();
-    return Napi::Value();
-  }
+  if (!IovecsFromViews(env, info[1], iov, "preadNowait", IOV_MAX)) return Napi::Value();
   ssize_t r;
   do r = preadv2(fd, iov.data(), static_cast<int>(iov.size()), offset, RWF_NOWAIT);
   while (r < 0 && errno == EINTR);

@@ -187,39 +187,24 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   bool SqFull() const { return local_tail_ - __atomic_load_n(sq_head_, __ATOMIC_ACQUIRE) >= sq_entries_; }
 
   // Fills the next submission entry (the queue has room); false with a TypeError pending
-  // when v is not a Uint8Array or an array of them.
+  // when v is not a Uint8Array or an array of them (nothing is queued then).
   bool Place(Napi::Env env, bool write, int fd, Napi::Value v, int64_t offset, uint32_t tag) {
     io_uring_sqe* sqe = &sqes_[local_tail_ & sq_mask_];
     memset(sqe, 0, sizeof *sqe);
     sqe->fd = fd;
     sqe->off = static_cast<uint64_t>(offset);
     sqe->user_data = tag;
-    if (v.IsTypedArray()) {
-      Napi::Uint8Array b = v.As<Napi::Uint8Array>();
+    std::vector<iovec>& iov = iovecs_[tag];
+    if (!IovecsFromViews(env, v, iov, "IoRing")) return false;
+    if (iov.size() == 1) {
+      // One view: the plain opcode, no iovec for the kernel to copy in.
       sqe->opcode = write ? IORING_OP_WRITE : IORING_OP_READ;
-      sqe->addr = reinterpret_cast<uint64_t>(b.Data());
-      sqe->len = static_cast<uint32_t>(b.ByteLength());
-    } else if (v.IsArray()) {
-      Napi::Array list = v.As<Napi::Array>();
-      uint32_t n = list.Length();
-      std::vector<iovec>& iov = iovecs_[tag];
-      iov.resize(n);  // keeps its capacity: no allocation once warmed up
-      for (uint32_t i = 0; i < n; i++) {
-        Napi::Value e = list.Get(i);
-        if (!e.IsTypedArray()) {
-          Napi::TypeError::New(env, "native addon: IoRing views must be Uint8Arrays").ThrowAsJavaScriptException();
-          return false;
-        }
-        Napi::Uint8Array b = e.As<Napi::Uint8Array>();
-        iov[i].iov_base = b.Data();
-        iov[i].iov_len = b.ByteLength();
-      }
+      sqe->addr = reinterpret_cast<uint64_t>(iov[0].iov_base);
+      sqe->len = static_cast<uint32_t>(iov[0].iov_len);
+    } else {
       sqe->opcode = write ? IORING_OP_WRITEV : IORING_OP_READV;
       sqe->addr = reinterpret_cast<uint64_t>(iov.data());
-      sqe->len = n;
-    } else {
-      Napi::TypeError::New(env, "native addon: IoRing needs a Uint8Array or an array of them per entry").ThrowAsJavaScriptException();
-      return false;
+      sqe->len = static_cast<uint32_t>(iov.size());
     }
     sq_array_[local_tail_ & sq_mask_] = local_tail_ & sq_mask_;
     local_tail_++;
