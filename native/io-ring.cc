@@ -22,7 +22,7 @@ namespace zbd {
 namespace {
 
 // A small io_uring for buffered file reads and writes, driven from the JavaScript thread:
-// queue() fills submission entries, submit() hands all of them to the kernel in one
+// queueBatch() fills submission entries, submit() hands all of them to the kernel in one
 // io_uring_enter, reap() copies completions out. Reads of cached data complete during the
 // submit call itself (no thread hand-off, unlike the libuv thread pool); what the kernel
 // finishes later (io-wq workers, or a buffered read retried from task work once its page is
@@ -44,7 +44,7 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "IoRing",
-                       {InstanceMethod<&IoRing::Queue>("queue"), InstanceMethod<&IoRing::QueueBatch>("queueBatch"),
+                       {InstanceMethod<&IoRing::QueueBatch>("queueBatch"),
                         InstanceMethod<&IoRing::Submit>("submit"),
                         InstanceMethod<&IoRing::Reap>("reap"), InstanceMethod<&IoRing::SubmitAndReap>("submitAndReap"),
                         InstanceMethod<&IoRing::ArmEventFd>("armEventFd"), InstanceMethod<&IoRing::JsClose>("close"),
@@ -134,25 +134,10 @@ class IoRing : public Napi::ObjectWrap<IoRing> {
   ~IoRing() override { Close(); }
 
  private:
-  // queue(write: boolean, fd, views: Uint8Array | Uint8Array[], offset, tag) => false when the
-  // submission queue is full (submit first).
-  Napi::Value Queue(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Args a(info);
-    bool write = a.Bool(0);
-    int fd = a.Fd(1);
-    int64_t offset = a.Int(3);
-    uint32_t tag = static_cast<uint32_t>(a.Int(4, capacity_ == 0 ? 0 : capacity_ - 1));
-    if (!a.Ok()) return Napi::Value();
-    if (ring_fd_ < 0) return ThrowErrno(env, "io_uring", EBADF, "ring closed");
-    if (SqFull()) return Napi::Boolean::New(env, false);
-    if (!Place(env, write, fd, info[2], offset, tag)) return Napi::Value();
-    return Napi::Boolean::New(env, true);
-  }
-
   // queueBatch(n, meta: Float64Array, views: Array) => entries placed, from the first; fewer
   // than n when the submission queue filled up (submit, then place the rest). Entry i is
-  // meta[4i..4i+3] = (write ? 1 : 0, fd, offset, tag) with views[i] as in queue(). One call
+  // meta[4i..4i+3] = (write ? 1 : 0, fd, offset, tag) with views[i], a Uint8Array or an
+  // array of them. One call
   // for a whole batch: the per-call cost of the addon boundary is paid once, not per entry.
   Napi::Value QueueBatch(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();

@@ -39,7 +39,6 @@ export class NativeError extends ZbdError {
 type PollCallback = (err: Error | null, readable: boolean, writable: boolean) => void;
 
 interface NativeIoRing {
-  queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean;
   queueBatch(n: number, meta: Float64Array, views: ReadonlyArray<Uint8Array | readonly Uint8Array[] | null>): number;
   submit(): number;
   reap(out: Float64Array): number;
@@ -531,7 +530,7 @@ export function preadNowait(fd: number, views: Uint8Array | readonly Uint8Array[
 // ---- io_uring file I/O ---------------------------------------------------------------------
 
 /**
- * Buffered file reads and writes through io_uring, for the JavaScript thread: queue() fills
+ * Buffered file reads and writes through io_uring, for the JavaScript thread: queueBatch() fills
  * submission entries, submit() passes them all to the kernel in one system call (reads of
  * cached data are complete when it returns), reap() collects completions from shared memory
  * (no system call); submitAndReap() is both in one call. Completions signal `eventFd` (poll
@@ -556,21 +555,11 @@ export class IoRing {
   }
 
   /**
-   * Queues a read (write = false) or write of views at byte offset of fd, tagged tag.
-   * false when the submission queue is full: submit() and try again.
-   */
-  queue(write: boolean, fd: number, views: Uint8Array | readonly Uint8Array[], offset: number, tag: number): boolean {
-    // The hot path: only the cheap checks; the addon re-checks types.
-    if (!(tag >= 0 && tag < this.capacity && Number.isInteger(tag))) throw argError('IoRing.queue', `tag must be an integer in [0, ${this.capacity})`, tag);
-    if (!(offset >= 0 && offset <= MAX_SAFE)) throw argError('IoRing.queue', 'offset must be a non-negative integer', offset);
-    return this.#ring.queue(write, fd, views, offset, tag);
-  }
-
-  /**
-   * queue() for n entries in one call: entry i is meta[4i..4i+3] = (write ? 1 : 0, fd,
-   * offset, tag) with views[i]. Returns how many were queued, from the first: fewer than n
-   * when the submission queue filled up (submit(), then queue the rest). The addon checks
-   * every entry; a bad one throws.
+   * Queues n reads or writes in one call: entry i is meta[4i..4i+3] = (write ? 1 : 0, fd,
+   * offset, tag) with views[i] (a Uint8Array or an array of them), tag in [0, capacity).
+   * Returns how many were queued, from the first: fewer than n when the submission queue
+   * filled up (submit(), then queue the rest). The addon checks every entry; a bad one
+   * throws, and the entries before it stay queued.
    */
   queueBatch(n: number, meta: Float64Array, views: ReadonlyArray<Uint8Array | readonly Uint8Array[] | null>): number {
     return this.#ring.queueBatch(n, meta, views);
