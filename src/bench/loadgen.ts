@@ -289,9 +289,10 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
           const out: number[] = [];
           for (let k = 0; k < qd; k++) if (slotBusy[q * qd + k]) out.push(3 * k);
           const back: number[] = [];
-          for (let k = ring.lastUsed; k !== used; k = (k + 1) & 0xffff) back.push(ring.usedId(k));
+          for (let k = ring.lastUsed; k !== used && back.length < 32; k = (k + 1) & 0xffff) back.push(ring.usedId(k));
           throw new Error(`queue ${q}: the daemon completed id ${id}, which is not a request in flight ` +
-            `(avail.idx ${ring.availIdx}, used.idx ${used}, last used ${ring.lastUsed}; in flight: ${out.join(' ')}; used since: ${back.join(' ')})`);
+            `(avail.idx ${ring.availIdx}, used.idx ${used}, last used ${ring.lastUsed}; in flight: ${out.join(' ')}; ` +
+            `${(used - ring.lastUsed) & 0xffff} used since, the first: ${back.join(' ')})`);
         }
         ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
         complete(q, s, now);

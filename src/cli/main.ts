@@ -48,6 +48,8 @@ export async function main(argv: string[], o: Out = stdio): Promise<number> {
   let pending = 0 as Promise<number> | number;
   const done = (p: Promise<number> | number): void => { pending = p; };
   let y = yargs(argv)
+    // A flag given twice takes its last value, as in most tools (not an array its parser rejects).
+    .parserConfiguration({ 'duplicate-arguments-array': false })
     .scriptName('vhost-user-zbd')
     .usage('$0 <command> [options]\n\nServe a host-managed zoned disk to virtual machines over vhost-user.')
     .command('create <image>', 'create an emulated zoned disk image (sparse file)', (c) => c

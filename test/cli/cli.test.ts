@@ -21,6 +21,13 @@ describe('vhost-user-zbd CLI', () => {
     for (const c of ['create', 'report', 'check', 'zone']) expect(r.out).toContain(`vhost-user-zbd ${c}`);
   });
 
+  it('a flag given twice takes its last value', () => {
+    const img = path.join(dir, 'twice.img');
+    const r = run('create', img, '--size', '512M', '--size', '1G', '--zone-size', '64M');
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/16 zones of 67108864 bytes/);
+  });
+
   it('create / report / zone / check round trip', () => {
     const img = path.join(dir, 'rt.img');
     let r = run('create', img, '--size', '1G', '--zone-size', '64M', '--zone-capacity', '62M', '--conventional', '2', '--max-open', '4', '--max-active', '6');
