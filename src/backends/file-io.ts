@@ -150,6 +150,9 @@ const RING_ENTRIES = 512;
 
 interface Waiting { write: boolean; fd: number; iov: IoVec; pos: number; cb: IoCallback }
 
+/** The addon's form of a request's buffers: one view as itself (a plain read or write), several as a list. */
+function ringViews(iov: IoVec): Uint8Array | IoVec { return iov.length === 1 ? iov[0] : iov; }
+
 class UringFileIo implements FileIo {
   readonly kind = 'io_uring' as const;
   private readonly ring: IoRing;
@@ -243,7 +246,7 @@ class UringFileIo implements FileIo {
     m[4 * k + 1] = fd;
     m[4 * k + 2] = pos;
     m[4 * k + 3] = tag;
-    this.stageViews[k] = iov.length === 1 ? iov[0] : iov;
+    this.stageViews[k] = ringViews(iov);
     this.cbs[tag] = cb;
     this.bufs[tag] = iov;
     this.writes[tag] = write ? 1 : 0;
@@ -298,7 +301,7 @@ class UringFileIo implements FileIo {
     const cb = this.heldCb as IoCallback, iov = this.heldIov as IoVec, fd = this.heldFd, pos = this.heldPos;
     this.heldCb = null;
     this.heldIov = null;
-    const r = preadNowait(fd, iov.length === 1 ? iov[0] : iov, pos);
+    const r = preadNowait(fd, ringViews(iov), pos);
     if (r >= 0) { cb(null, r); return true; }
     if (r !== -ERRNO.EAGAIN) {
       if (r !== -ERRNO.EOPNOTSUPP && r !== -ERRNO.EINVAL) { cb(new NativeError('preadv2', -r, `fd=${fd}, pos=${pos}, RWF_NOWAIT`), 0); return true; }
