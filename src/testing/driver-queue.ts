@@ -3,12 +3,16 @@
 // asks for it (EVENT_IDX), consume used entries and re-arm used_event so the device signals
 // the next completion. Two ways in: add()/takeUsed() pick free descriptors and track chains
 // (tests), and writeDesc()/place()/publishPlaced()/usedId() with descriptors the caller owns
-// (the benchmark's load generator: DataView reads and writes only, nothing allocated per
-// request). Raw ring writes let tests build hostile rings.
+// (the benchmark's load generator: nothing allocated per request). Index and event words are
+// single 16-bit accesses through ring-layout.ts's views, as a guest's are. Raw ring writes let
+// tests build hostile rings.
 import { closeFd, memoryBarrier, readCounter, writeCounter } from '../native/index.js';
 import {
-  availRingBytes, descTableBytes, usedRingBytes, VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT,
-  VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringNeedEvent,
+  AVAIL_ALIGN, AVAIL_FLAGS, AVAIL_IDX, AVAIL_RING, availEventWord, availRingBytes, DESC_ALIGN, descTableBytes,
+  USED_ALIGN, USED_ELEM, USED_FLAGS, USED_IDX, usedEventWord, usedRingBytes, ringWords,
+} from '../virtio/ring-layout.js';
+import {
+  VRING_AVAIL_F_NO_INTERRUPT, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, vringNeedEvent,
 } from '../virtio/split-ring.js';
 import type { GuestMemoryImage } from './guest-memory.js';
 
@@ -52,13 +56,14 @@ export class DriverQueue {
   /** EVENT_IDX negotiated: publishPlaced() honours avail_event. */
   eventIdx = false;
   private publishedIdx = 0;
-  // The ring areas: one DataView and the offset of each inside it, looked up once.
+  // The descriptor table (a DataView and its offset) and the index areas, looked up once.
   private readonly descDv: DataView;
   private readonly descOff: number;
-  private readonly availDv: DataView;
-  private readonly availOff: number;
-  private readonly usedDv: DataView;
-  private readonly usedOff: number;
+  private readonly avail: Uint16Array;
+  private readonly used: Uint16Array;
+  private readonly usedElems: Uint32Array;
+  private readonly usedEventAt: number;
+  private readonly availEventAt: number;
   private free: number[] = [];
   private chains = new Map<number, number[]>();
 
@@ -67,12 +72,18 @@ export class DriverQueue {
     this.index = index;
     this.size = size;
     const page = opts.pageAligned ? 4096 : 0;
-    this.descGpa = mem.alloc(descTableBytes(size), page || 16);
-    this.availGpa = mem.alloc(availRingBytes(size), page || 2);
-    this.usedGpa = mem.alloc(usedRingBytes(size), page || 4);
+    this.descGpa = mem.alloc(descTableBytes(size), page || DESC_ALIGN);
+    this.availGpa = mem.alloc(availRingBytes(size), page || AVAIL_ALIGN);
+    this.usedGpa = mem.alloc(usedRingBytes(size), page || USED_ALIGN);
     ({ dv: this.descDv, off: this.descOff } = mem.at(this.descGpa));
-    ({ dv: this.availDv, off: this.availOff } = mem.at(this.availGpa));
-    ({ dv: this.usedDv, off: this.usedOff } = mem.at(this.usedGpa));
+    const at = (gpa: number) => {
+      const { dv, off } = mem.at(gpa);
+      return { buffer: dv.buffer, byteOffset: dv.byteOffset + off };
+    };
+    ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(at(this.availGpa), at(this.usedGpa),
+      size, { avail: this.availGpa, used: this.usedGpa }));
+    this.usedEventAt = usedEventWord(size);
+    this.availEventAt = availEventWord(size);
     for (let i = size - 1; i >= 0; i--) this.free.push(i);
   }
 
@@ -86,10 +97,10 @@ export class DriverQueue {
   /** Starts both indexes at `base` (SET_VRING_BASE), as a fresh ring or one resumed at base. */
   reset(base = 0): void {
     this.availIdx = this.publishedIdx = this.lastUsed = base & 0xffff;
-    this.availDv.setUint16(this.availOff, 0, true);
-    this.availDv.setUint16(this.availOff + 2, this.availIdx, true);
-    this.usedDv.setUint16(this.usedOff, 0, true);
-    this.usedDv.setUint16(this.usedOff + 2, this.availIdx, true);
+    this.avail[AVAIL_FLAGS] = 0;
+    this.avail[AVAIL_IDX] = this.availIdx;
+    this.used[USED_FLAGS] = 0;
+    this.used[USED_IDX] = this.availIdx;
     this.setUsedEvent(this.availIdx);
   }
 
@@ -110,7 +121,7 @@ export class DriverQueue {
 
   /** Adds a chain head to the avail ring, invisible to the device until publishPlaced(). */
   place(head: number): void {
-    this.availDv.setUint16(this.availOff + 4 + 2 * (this.availIdx % this.size), head, true);
+    this.avail[AVAIL_RING + (this.availIdx % this.size)] = head;
     this.availIdx = (this.availIdx + 1) & 0xffff;
   }
 
@@ -123,9 +134,9 @@ export class DriverQueue {
     if (old === now) return false;
     // Descriptors and ring entries before the index that publishes them.
     memoryBarrier();
-    this.availDv.setUint16(this.availOff + 2, now, true);
+    this.avail[AVAIL_IDX] = now;
     this.publishedIdx = now;
-    if (!this.eventIdx) return (this.usedDv.getUint16(this.usedOff, true) & 1) === 0;
+    if (!this.eventIdx) return (this.used[USED_FLAGS] & 1) === 0;
     // avail.idx must be visible before we read the device's avail_event (store→load).
     memoryBarrier();
     return vringNeedEvent(this.availEvent, now, old);
@@ -145,27 +156,27 @@ export class DriverQueue {
   /** Raw avail.idx write (hostile tests). */
   setAvailIdx(v: number): void {
     this.availIdx = this.publishedIdx = v & 0xffff;
-    this.availDv.setUint16(this.availOff + 2, this.availIdx, true);
+    this.avail[AVAIL_IDX] = this.availIdx;
   }
 
-  setAvailFlags(flags: number): void { this.availDv.setUint16(this.availOff, flags, true); }
+  setAvailFlags(flags: number): void { this.avail[AVAIL_FLAGS] = flags; }
 
   suppressInterrupts(on: boolean): void { this.setAvailFlags(on ? VRING_AVAIL_F_NO_INTERRUPT : 0); }
 
   /** EVENT_IDX used_event (after the avail ring entries): ask for a call when entry v is used. */
-  setUsedEvent(v: number): void { this.availDv.setUint16(this.availOff + 4 + 2 * this.size, v & 0xffff, true); }
+  setUsedEvent(v: number): void { this.avail[this.usedEventAt] = v; }
 
   /** EVENT_IDX: avail_event the device publishes after the used ring entries. */
-  get availEvent(): number { return this.usedDv.getUint16(this.usedOff + 4 + 8 * this.size, true); }
+  get availEvent(): number { return this.used[this.availEventAt]; }
 
   /** The device's used.idx. Read used entries only after a memoryBarrier() that follows this. */
-  get usedIdx(): number { return this.usedDv.getUint16(this.usedOff + 2, true); }
+  get usedIdx(): number { return this.used[USED_IDX]; }
 
   /** id of used entry k (free-running index). */
-  usedId(k: number): number { return this.usedDv.getUint32(this.usedOff + 4 + 8 * (k % this.size), true); }
+  usedId(k: number): number { return this.usedElems[USED_ELEM + 2 * (k % this.size)]; }
 
   /** len of used entry k (free-running index). */
-  usedLen(k: number): number { return this.usedDv.getUint32(this.usedOff + 8 + 8 * (k % this.size), true); }
+  usedLen(k: number): number { return this.usedElems[USED_ELEM + 2 * (k % this.size) + 1]; }
 
   private take(): number {
     const d = this.free.pop();

@@ -31,34 +31,44 @@ function inflightErr(what: string, value: unknown): ZbdError {
 /** One queue's part of the shared region, used by its split ring at pop, publish and start. */
 export class InflightQueue implements InflightLog {
   readonly index: number;
-  private readonly dv: DataView;
+  // Each field is written with one store of its width (typed-array elements; a DataView's are
+  // byte stores until optimized): a back-end killed between two halves would leave the front-end
+  // a torn used_idx or next. Byte offsets are from the layout above.
+  private readonly b: Uint8Array;
+  private readonly w16: Uint16Array;
+  private readonly w32: Uint32Array;
   private readonly log: Logger;
   /** Fetch counter for the next popped head (free-running, < 2^53). */
   private counter = 0;
 
-  constructor(index: number, dv: DataView, log: Logger) {
+  /** The queue's region is `stride` bytes at `byteOffset` (a multiple of 64) of `mapping`. */
+  constructor(index: number, mapping: ArrayBuffer, byteOffset: number, stride: number, log: Logger) {
     this.index = index;
-    this.dv = dv;
+    this.b = new Uint8Array(mapping, byteOffset, stride);
+    this.w16 = new Uint16Array(mapping, byteOffset, stride / 2);
+    this.w32 = new Uint32Array(mapping, byteOffset, stride / 4);
     this.log = log;
   }
 
-  get descNum(): number { return this.dv.getUint16(10, true); }
-  setDescNum(n: number): void { this.dv.setUint16(10, n, true); }
-  get version(): number { return this.dv.getUint16(8, true); }
-  get usedIdx(): number { return this.dv.getUint16(14, true); }
-  get lastBatchHead(): number { return this.dv.getUint16(12, true); }
-  isInflight(head: number): boolean { return this.dv.getUint8(HEADER + DESC * head) === 1; }
+  get descNum(): number { return this.w16[10 / 2]; }
+  setDescNum(n: number): void { this.w16[10 / 2] = n; }
+  get version(): number { return this.w16[8 / 2]; }
+  get usedIdx(): number { return this.w16[14 / 2]; }
+  get lastBatchHead(): number { return this.w16[12 / 2]; }
+  isInflight(head: number): boolean { return this.b[HEADER + DESC * head] === 1; }
   counterOf(head: number): number {
-    const o = HEADER + DESC * head + 8;
-    return this.dv.getUint32(o + 4, true) * TWO32 + this.dv.getUint32(o, true);
+    const w = (HEADER + DESC * head + 8) / 4;
+    return this.w32[w + 1] * TWO32 + this.w32[w];
   }
+  private nextOf(head: number): number { return this.w16[(HEADER + DESC * head + 6) / 2]; }
+  private setNext(head: number, next: number): void { this.w16[(HEADER + DESC * head + 6) / 2] = next; }
 
   popped(head: number): void {
-    const o = HEADER + DESC * head;
+    const w = (HEADER + DESC * head + 8) / 4;
     const c = this.counter++;
-    this.dv.setUint32(o + 8, c >>> 0, true);
-    this.dv.setUint32(o + 12, Math.floor(c / TWO32), true);
-    this.dv.setUint8(o, 1);
+    this.w32[w] = c >>> 0;
+    this.w32[w + 1] = Math.floor(c / TWO32);
+    this.b[HEADER + DESC * head] = 1;
   }
 
   beforePublish(heads: Uint16Array, count: number): void {
@@ -67,15 +77,15 @@ export class InflightQueue implements InflightLog {
     let prev = this.lastBatchHead;
     for (let i = 0; i < count; i++) {
       const h = heads[i];
-      this.dv.setUint16(HEADER + DESC * h + 6, prev, true);
+      this.setNext(h, prev);
       prev = h;
     }
-    this.dv.setUint16(12, prev, true);
+    this.w16[12 / 2] = prev;
   }
 
   afterPublish(heads: Uint16Array, count: number, usedIdx: number): void {
-    for (let i = 0; i < count; i++) this.dv.setUint8(HEADER + DESC * heads[i], 0);
-    this.dv.setUint16(14, usedIdx, true);
+    for (let i = 0; i < count; i++) this.b[HEADER + DESC * heads[i]] = 0;
+    this.w16[14 / 2] = usedIdx;
   }
 
   /**
@@ -88,10 +98,10 @@ export class InflightQueue implements InflightLog {
       throw inflightErr(`queue ${this.index} size ${ringSize} exceeds the region's ${this.descNum} entries`, ringSize);
     }
     if (this.version === 0) {
-      this.dv.setBigUint64(0, 0n, true);
-      this.dv.setUint16(8, VERSION, true);
-      this.dv.setUint16(12, 0, true);
-      this.dv.setUint16(14, usedIdx, true);
+      this.w32[0] = this.w32[1] = 0;
+      this.w16[8 / 2] = VERSION;
+      this.w16[12 / 2] = 0;
+      this.w16[14 / 2] = usedIdx;
       this.counter = 0;
       return [];
     }
@@ -106,10 +116,10 @@ export class InflightQueue implements InflightLog {
       this.log.info({ batch, usedIdx, recordedUsedIdx: this.usedIdx }, 'inflight: last batch was published; settling it');
       for (let h = this.lastBatchHead; batch > 0; batch--) {
         if (h >= ringSize) throw inflightErr(`queue ${this.index} batch list reaches head ${h}`, h);
-        this.dv.setUint8(HEADER + DESC * h, 0);
-        h = this.dv.getUint16(HEADER + DESC * h + 6, true);
+        this.b[HEADER + DESC * h] = 0;
+        h = this.nextOf(h);
       }
-      this.dv.setUint16(14, usedIdx, true);
+      this.w16[14 / 2] = usedIdx;
     }
     const heads: number[] = [];
     let max = -1;
@@ -117,7 +127,7 @@ export class InflightQueue implements InflightLog {
       if (!this.isInflight(h)) continue;
       if (h >= ringSize) {
         this.log.warn({ head: h, ringSize }, 'inflight: entry beyond the ring size ignored');
-        this.dv.setUint8(HEADER + DESC * h, 0);
+        this.b[HEADER + DESC * h] = 0;
         continue;
       }
       heads.push(h);
@@ -144,8 +154,7 @@ export class InflightRegion {
     const stride = inflightQueueStride(desc.queueSize);
     const queues: InflightQueue[] = [];
     for (let q = 0; q < desc.numQueues; q++) {
-      const dv = new DataView(mapping, q * stride, stride);
-      queues.push(new InflightQueue(q, dv, log.child({ queue: q })));
+      queues.push(new InflightQueue(q, mapping, q * stride, stride, log.child({ queue: q })));
     }
     this.queues = queues;
   }

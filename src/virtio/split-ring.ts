@@ -1,6 +1,7 @@
 // Split virtqueue (VIRTIO 1.x §2.7, spec digest §1.8) over guest memory shared with a running
 // guest. The guest writes avail/desc while we read, so every index read is ordered with
-// memoryBarrier() and every guest-supplied index, address and length is checked before use.
+// memoryBarrier(), every index and event word is one 16-bit access (ring-layout.ts says why),
+// and every guest-supplied index, address and length is checked before use.
 // Malformed chains come back with `error` set; only guest bugs that make the ring itself
 // unusable (avail idx jump, bad or duplicate head) stop the queue.
 import os from 'node:os';
@@ -10,6 +11,10 @@ import { memoryBarrier } from '../native/index.js';
 import { PooledChain } from './descriptor-chain.js';
 import type { DescChain, VirtQueueHandle } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
+import {
+  AVAIL_FLAGS, AVAIL_IDX, AVAIL_RING, availEventWord, availRingBytes, descTableBytes, USED_ELEM, USED_FLAGS, USED_IDX,
+  usedEventWord, usedRingBytes, ringWords,
+} from './ring-layout.js';
 
 export const VRING_DESC_F_NEXT = 1;
 export const VRING_DESC_F_WRITE = 2;
@@ -27,11 +32,7 @@ const TWO32 = 0x1_0000_0000;
 /** High word limit for an le64 below 2^53. */
 const HI_LIMIT = 0x200000;
 
-export function descTableBytes(size: number): number { return 16 * size; }
-export function availRingBytes(size: number): number { return 6 + 2 * size; }
-export function usedRingBytes(size: number): number { return 6 + 8 * size; }
-
-/** Guest memory is read with little-endian accessors but index math assumes host order too. */
+/** Ring words are typed-array elements, in host byte order; virtio 1.x rings are little-endian. */
 export function assertLittleEndian(): void {
   if (os.endianness() !== 'LE') {
     throw new ZbdError('EARG', `host is ${os.endianness()}; vhost-user shared rings need a little-endian host`,
@@ -95,6 +96,8 @@ export interface SplitRingOptions {
 }
 
 const EMPTY_DV: DataView = new DataView(new ArrayBuffer(0));
+const EMPTY_U16 = new Uint16Array(0);
+const EMPTY_U32 = new Uint32Array(0);
 /** Malformed-chain log lines: the first few, then one in this many (a hostile guest must not flood logs). */
 const LOG_EVERY = 1024;
 
@@ -126,10 +129,12 @@ export class SplitRing implements VirtQueueHandle {
   private memory: GuestMemory | null = null;
   private descDv: DataView = EMPTY_DV;
   private descOff = 0;
-  private availDv: DataView = EMPTY_DV;
-  private availOff = 0;
-  private usedDv: DataView = EMPTY_DV;
-  private usedOff = 0;
+  private avail: Uint16Array = EMPTY_U16;
+  private used: Uint16Array = EMPTY_U16;
+  private usedElems: Uint32Array = EMPTY_U32;
+  /** Word indices of used_event (avail area) and avail_event (used area). */
+  private readonly usedEventAt: number;
+  private readonly availEventAt: number;
   private unpublished = 0;
   private signalledUsed = 0;
   private signalledValid = false;
@@ -160,6 +165,8 @@ export class SplitRing implements VirtQueueHandle {
     this.onBroken = opts.onBroken;
     this.call = opts.call;
     this.batch = new Uint16Array(size);
+    this.usedEventAt = usedEventWord(size);
+    this.availEventAt = availEventWord(size);
     this.pool = new Array<PooledChain>(size);
     for (let i = 0; i < size; i++) this.pool[i] = new PooledChain(this, i);
   }
@@ -179,15 +186,23 @@ export class SplitRing implements VirtQueueHandle {
       ['avail ring', addrs.avail, availRingBytes(q)],
       ['used ring', addrs.used, usedRingBytes(q)],
     ];
-    const found: Array<[DataView, number]> = [];
+    const found: Array<{ dv: DataView; off: number }> = [];
     for (const [name, addr, len] of areas) {
       if (!memory.locateUva(addr, len)) {
         this.detach();
         return `${name} at 0x${addr.toString(16)} (${len} bytes) is not inside one guest memory region`;
       }
-      found.push([memory.hitView, memory.hitOffset]);
+      found.push({ dv: memory.hitView, off: memory.hitOffset });
     }
-    [[this.descDv, this.descOff], [this.availDv, this.availOff], [this.usedDv, this.usedOff]] = found;
+    const at = (f: { dv: DataView; off: number }) => ({ buffer: f.dv.buffer, byteOffset: f.dv.byteOffset + f.off });
+    try {
+      ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(at(found[1]), at(found[2]), q, addrs));
+    } catch (err) {
+      if (!(err instanceof ZbdError)) throw err;
+      this.detach();
+      return err.reason;
+    }
+    ({ dv: this.descDv, off: this.descOff } = found[0]);
     this.memory = memory;
     return null;
   }
@@ -195,7 +210,9 @@ export class SplitRing implements VirtQueueHandle {
   /** Forget ring memory (about to be unmapped). Later pushes are dropped, pops return null. */
   detach(): void {
     this.memory = null;
-    this.descDv = this.availDv = this.usedDv = EMPTY_DV;
+    this.descDv = EMPTY_DV;
+    this.avail = this.used = EMPTY_U16;
+    this.usedElems = EMPTY_U32;
   }
 
   /**
@@ -213,14 +230,14 @@ export class SplitRing implements VirtQueueHandle {
     }
     this.inFlightCount = 0;
     this.lastAvailIdx = base & 0xffff;
-    this.usedIdx = this.memory ? this.usedDv.getUint16(this.usedOff + 2, true) : 0;
+    this.usedIdx = this.memory ? this.used[USED_IDX] : 0;
     this.unpublished = 0;
     this.signalledValid = false;
     this.broken = null;
     this.resubmit = [];
     // A ring (re)starts with kicks on: a poller muted them, if at all, for the run that ended.
     this.kicksMuted = false;
-    if (this.memory && !this.eventIdx) this.usedDv.setUint16(this.usedOff, 0, true);
+    if (this.memory && !this.eventIdx) this.used[USED_FLAGS] = 0;
     if (this.inflight && this.memory) {
       const heads = this.inflight.recover(this.usedIdx, this.size);
       const next = (this.usedIdx + heads.length) & 0xffff;
@@ -251,7 +268,7 @@ export class SplitRing implements VirtQueueHandle {
   /** Chains are waiting to be popped (a poller's cheap look: one read of avail.idx). */
   hasAvail(): boolean {
     if (!this.active || this.broken !== null || this.memory === null) return false;
-    return this.resubmit.length > 0 || this.availDv.getUint16(this.availOff + 2, true) !== this.lastAvailIdx;
+    return this.resubmit.length > 0 || this.avail[AVAIL_IDX] !== this.lastAvailIdx;
   }
 
   /**
@@ -264,9 +281,9 @@ export class SplitRing implements VirtQueueHandle {
     if (this.kicksMuted === on) return false;
     this.kicksMuted = on;
     if (this.memory === null) return false;
-    if (!this.eventIdx) this.usedDv.setUint16(this.usedOff, on ? VRING_USED_F_NO_NOTIFY : 0, true);
+    if (!this.eventIdx) this.used[USED_FLAGS] = on ? VRING_USED_F_NO_NOTIFY : 0;
     if (on) return false;
-    if (this.eventIdx) this.usedDv.setUint16(this.usedOff + 4 + 8 * this.size, this.lastAvailIdx, true);
+    if (this.eventIdx) this.used[this.availEventAt] = this.lastAvailIdx;
     // The kick request must be visible before we read avail.idx again (store→load).
     memoryBarrier();
     return this.hasAvail();
@@ -276,14 +293,14 @@ export class SplitRing implements VirtQueueHandle {
     if (!this.active || this.broken !== null || this.memory === null) return null;
     if (this.resubmit.length > 0) return this.popResubmitted(this.resubmit.pop()!, this.memory);
     const last = this.lastAvailIdx;
-    let availIdx = this.availDv.getUint16(this.availOff + 2, true);
+    let availIdx = this.avail[AVAIL_IDX];
     if (availIdx === last) {
       if (!this.eventIdx || this.kicksMuted) return null;
       // Ask for a kick when the guest adds entry `last`, then look again: the guest may have
       // added it after our read but before it could see the new avail_event (lost wakeup).
-      this.usedDv.setUint16(this.usedOff + 4 + 8 * this.size, last, true);
+      this.used[this.availEventAt] = last;
       memoryBarrier();
-      availIdx = this.availDv.getUint16(this.availOff + 2, true);
+      availIdx = this.avail[AVAIL_IDX];
       if (availIdx === last) return null;
     }
     const pending = (availIdx - last) & 0xffff;
@@ -293,7 +310,7 @@ export class SplitRing implements VirtQueueHandle {
     }
     // Ring entries and descriptors are read only after avail.idx.
     memoryBarrier();
-    const head = this.availDv.getUint16(this.availOff + 4 + 2 * (last & this.mask), true);
+    const head = this.avail[AVAIL_RING + (last & this.mask)];
     if (head >= this.size) {
       this.fail(`avail ring entry ${last} holds head ${head} >= queue size ${this.size}`);
       return null;
@@ -426,9 +443,9 @@ export class SplitRing implements VirtQueueHandle {
     // Drop the views now: the device may not use them after push, and they pin memory.
     c.reset();
     if (current) {
-      const slot = this.usedOff + 4 + 8 * (this.usedIdx & this.mask);
-      this.usedDv.setUint32(slot, c.head, true);
-      this.usedDv.setUint32(slot + 4, len, true);
+      const e = USED_ELEM + 2 * (this.usedIdx & this.mask);
+      this.usedElems[e] = c.head;
+      this.usedElems[e + 1] = len;
       this.usedIdx = (this.usedIdx + 1) & 0xffff;
       this.batch[this.unpublished] = c.head;
       this.unpublished++;
@@ -448,18 +465,18 @@ export class SplitRing implements VirtQueueHandle {
     this.inflight?.beforePublish(this.batch, n);
     // Used elements must be visible before the index that publishes them.
     memoryBarrier();
-    this.usedDv.setUint16(this.usedOff + 2, this.usedIdx, true);
+    this.used[USED_IDX] = this.usedIdx;
     this.inflight?.afterPublish(this.batch, n, this.usedIdx);
     // used.idx must be visible before we read the guest's suppression state (store→load).
     memoryBarrier();
     let need: boolean;
     if (this.eventIdx) {
-      const event = this.availDv.getUint16(this.availOff + 4 + 2 * this.size, true);
+      const event = this.avail[this.usedEventAt];
       need = !this.signalledValid || vringNeedEvent(event, this.usedIdx, this.signalledUsed);
       this.signalledUsed = this.usedIdx;
       this.signalledValid = true;
     } else {
-      need = (this.availDv.getUint16(this.availOff, true) & VRING_AVAIL_F_NO_INTERRUPT) === 0;
+      need = (this.avail[AVAIL_FLAGS] & VRING_AVAIL_F_NO_INTERRUPT) === 0;
     }
     if (!need) {
       this.stats.suppressed++;

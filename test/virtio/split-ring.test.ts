@@ -313,6 +313,15 @@ describe('split ring', () => {
     });
   });
 
+  it('refuses ring areas without the alignment the spec requires, naming the area and address', () => {
+    const { t, dq, ring } = rig();
+    const a = dq.addrs;
+    expect(ring.attach(t, { ...a, used: a.used + 2 })).toBe(`used ring at 0x${(a.used + 2).toString(16)} is not 4-byte aligned`);
+    expect(ring.attached).toBe(false);
+    expect(ring.attach(t, { ...a, avail: a.avail + 1 })).toBe(`avail ring at 0x${(a.avail + 1).toString(16)} is not 2-byte aligned`);
+    expect(ring.attach(t, a)).toBeNull();
+  });
+
   it('inactive or detached rings do not pop', () => {
     const { img, dq, ring } = rig();
     dq.add([{ gpa: img.alloc(8), len: 8 }]);
