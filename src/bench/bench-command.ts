@@ -32,11 +32,23 @@ export interface BenchArgs {
   daemonNodeArgs?: string;
   daemonEnv?: string;
   oursRoot?: string;
+  beforeRoot?: string;
   filter?: string;
   json?: string;
   markdown?: string;
   plot?: string;
   logLevel: 'info' | 'warn' | 'silent';
+}
+
+/** A built vhost-user-zbd checkout (its bin/ and dist/ present), as an absolute path. */
+function checkout(flag: string, dir: string): string {
+  const root = path.resolve(dir);
+  for (const f of ['bin/vhost-user-zbd.js', 'dist/cli/main.js']) {
+    if (!fs.existsSync(path.join(root, f))) {
+      throw new ZbdError('EARG', `${flag} ${dir}: no ${f} there (a vhost-user-zbd checkout after npm ci and npm run build)`, dir);
+    }
+  }
+  return root;
 }
 
 export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
@@ -85,7 +97,8 @@ export function suiteOptions(a: BenchArgs): Omit<SuiteOptions, 'log'> {
       return [kv.slice(0, i), kv.slice(i + 1)];
     })) : undefined,
     filter: a.filter ? new RegExp(a.filter) : undefined,
-    oursRoot: a.oursRoot ? path.resolve(a.oursRoot) : undefined,
+    oursRoot: a.oursRoot ? checkout('--ours-root', a.oursRoot) : undefined,
+    beforeRoot: a.beforeRoot ? checkout('--before-root', a.beforeRoot) : undefined,
   };
 }
 
@@ -152,7 +165,8 @@ export async function benchMain(argv: string[], o: Printer): Promise<number> {
     .option('qsd-aio', { type: 'string', default: QSD_AIO.join(','), describe: 'QSD file AIO modes to run (ours is compared with the best of them)' })
     .option('daemon-node-args', { type: 'string', describe: "node flags for our daemon, e.g. '--cpu-prof --cpu-prof-dir=/tmp/prof'" })
     .option('daemon-env', { type: 'string', describe: 'extra environment for our daemon, e.g. UV_THREADPOOL_SIZE=2' })
-    .option('ours-root', { type: 'string', describe: 'run the daemon of another vhost-user-zbd checkout as "ours" (before/after comparisons)' })
+    .option('ours-root', { type: 'string', describe: 'run the daemon of another vhost-user-zbd checkout as "ours"' })
+    .option('before-root', { type: 'string', describe: 'also run the daemon of another checkout, as "before", alternating with ours (before/after in one run)' })
     .option('filter', { type: 'string', describe: 'only workloads whose id matches this regular expression (e.g. randread-4k-qd1$)' })
     .option('json', { type: 'string', describe: 'write all results as JSON' })
     .option('markdown', { type: 'string', describe: 'write the table, verdicts and commands as markdown' })
@@ -168,7 +182,7 @@ export async function benchMain(argv: string[], o: Printer): Promise<number> {
       code = await bench({
         quick: a.quick, dir: a.dir, backend: a.backend, duration: a.duration, warmup: a.warmup, reps: a.reps, fileSize: a['file-size'],
         queueSize: Number(a['queue-size']), spinUs: Number(a['spin-us']), only: a.only, qsd: a.qsd, fio: a.fio, qsdAio: a['qsd-aio'], fs: a.fs, diskDir: a['disk-dir'],
-        daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], filter: a.filter, json: a.json,
+        daemonNodeArgs: a['daemon-node-args'], daemonEnv: a['daemon-env'], oursRoot: a['ours-root'], beforeRoot: a['before-root'], filter: a.filter, json: a.json,
         markdown: a.markdown, plot: a.plot, logLevel: a['log-level'],
       }, o);
     })

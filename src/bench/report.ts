@@ -27,9 +27,9 @@ export function bestQsd(r: SuiteResult, row: Row, by: 'iops' | 'p50' = 'iops'): 
   return best;
 }
 
-/** ours / best QSD IOPS, for rows of workloads both ran. */
+/** ours (or before) / best QSD IOPS, for rows of workloads both ran. */
 export function ratio(r: SuiteResult, row: Row): number {
-  if (row.daemon !== 'ours') return NaN;
+  if (row.daemon !== 'ours' && row.daemon !== 'before') return NaN;
   const q = bestQsd(r, row);
   return q ? row.iops / q.iops : NaN;
 }

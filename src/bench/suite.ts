@@ -53,6 +53,8 @@ export interface SuiteOptions {
   oursEnv?: Record<string, string>;
   /** Checkout whose daemon runs as "ours" (default: this one). */
   oursRoot?: string;
+  /** Another checkout whose daemon runs beside ours as "before", in the same alternation. */
+  beforeRoot?: string;
   /** Only workloads whose id matches. */
   filter?: RegExp;
   log: Logger;
@@ -73,8 +75,11 @@ export interface Workload {
   minReps?: number;
 }
 
-/** Who served a run: this daemon, qemu-storage-daemon in one AIO mode, or fio on the file. */
-export type Runner = 'ours' | `qsd ${QsdAio}`;
+/**
+ * Who served a run: this daemon, another checkout's ("before", for before/after comparisons),
+ * qemu-storage-daemon in one AIO mode, or fio on the file.
+ */
+export type Runner = 'ours' | 'before' | `qsd ${QsdAio}`;
 
 /** One row of the result table (medians over the repetitions). */
 export interface Row {
@@ -283,7 +288,8 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
   let reportZonesUsed = o.reportZones;
   const memoryMode = o.backend === 'memory';
   const qsdRunners: Runner[] = o.qsd && !memoryMode ? o.qsdAio.map((a) => `qsd ${a}` as const) : [];
-  const daemonsFor = (w: Workload): Runner[] => (w.target === 'raw' ? [...qsdRunners, 'ours'] : ['ours']);
+  const oursRunners: Runner[] = o.beforeRoot ? ['before', 'ours'] : ['ours'];
+  const daemonsFor = (w: Workload): Runner[] => (w.target === 'raw' ? [...qsdRunners, ...oursRunners] : oursRunners);
   const maxQueues = Math.max(1, ...list.map((w) => w.queues));
 
   const baseJob = (w: Workload, t: Target, socket: string, pid: number): LoadJob => ({
@@ -300,11 +306,11 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const running = new Map<Runner, RunningDaemon>();
     try {
       for (const kind of kinds) {
-        const ours = kind === 'ours';
+        const ours = kind === 'ours' || kind === 'before';
         const spec: DaemonSpec = {
           ...target.spec, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
           qsdAio: ours ? undefined : kind.slice(4) as QsdAio, nodeArgs: ours ? o.oursNodeArgs : undefined, env: ours ? o.oursEnv : undefined,
-          root: ours ? o.oursRoot : undefined,
+          root: kind === 'before' ? o.beforeRoot : kind === 'ours' ? o.oursRoot : undefined,
         };
         const d = await startDaemon(spec);
         running.set(kind, d);
