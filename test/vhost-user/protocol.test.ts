@@ -462,6 +462,24 @@ describe('vhost-user back-end', () => {
       expect(new DataView(r!.payload.buffer).getBigUint64(0, true)).toBe(1n);
     });
 
+    it('refuses a ring whose used area is not 4-byte aligned, naming it, and keeps serving', async () => {
+      rig = startRig();
+      const fe = rig.connect();
+      await fe.negotiate({ protocol: ALL_PROTOCOL });
+      const mem = memory();
+      await fe.setMemTable(mem);
+      const desc = mem.gpaToUva(mem.alloc(16 * 16, 16));
+      const avail = mem.gpaToUva(mem.alloc(6 + 2 * 16, 2));
+      const used = mem.gpaToUva(mem.alloc(6 + 8 * 16 + 2, 4)) + 2;
+      await fe.command(Req.SET_VRING_NUM, encodeVringState(0, 16));
+      await fe.command(Req.SET_VRING_BASE, encodeVringState(0, 0));
+      await fe.command(Req.SET_VRING_ADDR, encodeVringAddr({ index: 0, flags: 0, desc, avail, used }));
+      const e = eventfd();
+      await rejected(fe, Req.SET_VRING_KICK, encodeU64(0), [e]);
+      closeFd(e);
+      expect(JSON.stringify(rig.errors().at(-1))).toContain(`used ring at 0x${used.toString(16)} is not 4-byte aligned`);
+    });
+
     it('own-reply requests that fail get an empty reply instead of none', async () => {
       rig = startRig();
       const fe = rig.connect();
