@@ -278,9 +278,15 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       const ring = rings[q];
       const used = ring.usedIdx;
       if (used === ring.lastUsed) continue;
+      const f = free[q];
+      const ahead = (used - ring.lastUsed) & 0xffff;
+      if (ahead > qd - f.length) {
+        // More completions than requests out: a used.idx that went back, or one never published.
+        throw new Error(`queue ${q}: used.idx ${used} is ${ahead} entries past the last consumed (${ring.lastUsed}), ` +
+          `but only ${qd - f.length} requests are in flight (avail.idx ${ring.availIdx})`);
+      }
       // Used entries are read only after used.idx.
       memoryBarrier();
-      const f = free[q];
       while (ring.lastUsed !== used) {
         const id = ring.usedId(ring.lastUsed);
         const s = id / 3;

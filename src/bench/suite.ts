@@ -218,6 +218,11 @@ interface Target {
   reportZones?: number;
   /** fio's counterpart of a workload, run in the same rotation as the daemons (null: none). */
   fio?: (w: Workload) => { job: FioJob; note?: string } | null;
+  /**
+   * Makes a file like spec.image (same size and kind, its own inode) and returns its path: the
+   * "before" daemon serves it, since each of our daemons holds its image's lock.
+   */
+  twin?: () => string;
 }
 
 /** fio's result in the load generator's terms, so rows summarize alike. */
@@ -304,11 +309,18 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     if (ws.length === 0) return;
     const kinds = [...new Set(ws.flatMap(daemonsFor))];
     const running = new Map<Runner, RunningDaemon>();
+    const twins: string[] = [];
     try {
       for (const kind of kinds) {
         const ours = kind === 'ours' || kind === 'before';
+        let image = target.spec.image;
+        if (kind === 'before' && image !== undefined) {
+          if (!target.twin) throw new Error(`no twin of ${image} for the "before" daemon`);
+          image = target.twin();
+          twins.push(image);
+        }
         const spec: DaemonSpec = {
-          ...target.spec, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
+          ...target.spec, image, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
           qsdAio: ours ? undefined : kind.slice(4) as QsdAio, nodeArgs: ours ? o.oursNodeArgs : undefined, env: ours ? o.oursEnv : undefined,
           root: kind === 'before' ? o.beforeRoot : kind === 'ours' ? o.oursRoot : undefined,
         };
@@ -352,6 +364,7 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
       }
     } finally {
       for (const d of running.values()) await d.stop();
+      for (const f of twins) fs.rmSync(f, { force: true });
     }
   };
 
@@ -379,6 +392,7 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
       try {
         await runOn(rawWs, {
           spec: { image: raw, model: 'none' }, fs: fsName, offset: 0, span: o.fileSize,
+          twin: () => { prepareRawFile(`${raw}.before`, o.fileSize); return `${raw}.before`; },
           fio: (w) => (w.group !== 'main' ? null : {
             job: { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: o.durationMs },
           }),
@@ -392,11 +406,12 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const zonedWs = list.filter((w) => w.target === 'zoned');
     const zimg = path.join(o.dir, 'zoned.img');
     let zonedHeader: ReturnType<typeof createImage> | null = null;
+    const zonedGeometry = {
+      capacitySectors: 2 * STREAM_ZONES * o.streamZoneBytes / 512, zoneSectors: o.streamZoneBytes / 512,
+      conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
+    };
     if (zonedWs.length > 0) {
-      zonedHeader = createImage(zimg, {
-        capacitySectors: 2 * STREAM_ZONES * o.streamZoneBytes / 512, zoneSectors: o.streamZoneBytes / 512,
-        conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
-      });
+      zonedHeader = createImage(zimg, zonedGeometry);
       note(`vhost-user-zbd create ${zimg} --size ${2 * STREAM_ZONES * o.streamZoneBytes / MiB}M --zone-size ${o.streamZoneBytes / MiB}M --block-size 4096 --force`);
     }
     // fio writes into holes of zones the daemon does not use (8 and up): the same file, the
@@ -404,6 +419,7 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const fioSpan = Math.min(FIO_FRESH_MAX, STREAM_ZONES * o.streamZoneBytes);
     await runOn(zonedWs, {
       spec: { image: zimg, model: 'hm' }, offset: 0, span: 0,
+      twin: () => { createImage(`${zimg}.before`, zonedGeometry); return `${zimg}.before`; },
       zones: { first: 0, count: STREAM_ZONES, zoneSectors: o.streamZoneBytes / 512, capSectors: o.streamZoneBytes / 512 },
       fio: (w) => (w.id !== 'append-128k-qd32' || !zonedHeader ? null : {
         job: { file: zimg, rw: 'write', bs: w.bs, iodepth: w.qd, offset: zonedHeader.dataOffset + STREAM_ZONES * o.streamZoneBytes, size: fioSpan, durationMs: o.durationMs, fresh: true },
@@ -414,12 +430,16 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const reportWs = list.filter((w) => w.target === 'report');
     if (reportWs.length > 0) {
       const rimg = path.join(o.dir, 'report.img');
-      createImage(rimg, {
+      const reportGeometry = {
         capacitySectors: o.imageZones * REPORT_ZONE_BYTES / 512, zoneSectors: REPORT_ZONE_BYTES / 512,
         conventionalZones: 0, blockSize: 4096, force: true,
-      });
+      };
+      createImage(rimg, reportGeometry);
       note(`vhost-user-zbd create ${rimg} --size ${o.imageZones * REPORT_ZONE_BYTES / MiB}M --zone-size ${REPORT_ZONE_BYTES / KiB}K --block-size 4096 --force`);
-      await runOn(reportWs, { spec: { image: rimg, model: 'hm' }, offset: 0, span: 0, reportZones: o.reportZones });
+      await runOn(reportWs, {
+        spec: { image: rimg, model: 'hm' }, offset: 0, span: 0, reportZones: o.reportZones,
+        twin: () => { createImage(`${rimg}.before`, reportGeometry); return `${rimg}.before`; },
+      });
       fs.rmSync(rimg, { force: true });
     }
 

@@ -44,6 +44,27 @@ describe('bench --quick --backend memory', () => {
     }
   });
 
+  it('--before-root on files: the other checkout serves a twin of each image (ours holds the lock on its own)', () => {
+    const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'vuzbd-bench-twin-'));
+    try {
+      const r = spawnSync(process.execPath, [path.join(root, 'bin/vhost-user-zbd.js'), 'bench', '--quick', '--no-qsd', '--no-fio',
+        '--fs', 'tmpfs', '--dir', dir, '--log-level', 'silent', '--duration', '0.2', '--warmup', '0.05', '--before-root', root,
+        '--filter', 'randread-4k-qd1$|append-4k-qd32|^report$'], { encoding: 'utf8', timeout: 120_000 });
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      // A raw file, a zoned image and a report image: a row for each daemon on each.
+      for (const t of ['4K random read QD1, tmpfs', '4K zone append QD32', 'zone report']) {
+        for (const daemon of ['before', 'ours']) {
+          expect(r.stdout.split('\n').some((l) => l.startsWith(t) && new RegExp(`\\b${daemon}\\s+[\\d,]+\\s`).test(l)), `${t}, ${daemon}`).toBe(true);
+        }
+      }
+      // Twins are removed with the images.
+      expect(fs.readdirSync(dir)).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a --before-root that is not a built checkout, naming what is missing', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vuzbd-bench-root-'));
     try {
