@@ -218,11 +218,6 @@ interface Target {
   reportZones?: number;
   /** fio's counterpart of a workload, run in the same rotation as the daemons (null: none). */
   fio?: (w: Workload) => { job: FioJob; note?: string } | null;
-  /**
-   * Makes a file like spec.image (same size and kind, its own inode) and returns its path: the
-   * "before" daemon serves it, since each of our daemons holds its image's lock.
-   */
-  twin?: () => string;
 }
 
 /** fio's result in the load generator's terms, so rows summarize alike. */
@@ -309,22 +304,23 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     if (ws.length === 0) return;
     const kinds = [...new Set(ws.flatMap(daemonsFor))];
     const running = new Map<Runner, RunningDaemon>();
-    const twins: string[] = [];
+    const specFor = (kind: Runner): DaemonSpec => {
+      const ours = kind === 'ours' || kind === 'before';
+      return {
+        ...target.spec, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
+        qsdAio: ours ? undefined : kind.slice(4) as QsdAio, nodeArgs: ours ? o.oursNodeArgs : undefined, env: ours ? o.oursEnv : undefined,
+        root: kind === 'before' ? o.beforeRoot : kind === 'ours' ? o.oursRoot : undefined,
+      };
+    };
+    // Each of our daemons locks its image, so with --before-root the two take turns on it: each
+    // is started for its run and stopped after it. (A second file would not do: how fast 4K
+    // writes go into a cached file depends on its folio sizes, i.e. on when it was written.)
+    const perRun = (kind: Runner): boolean => o.beforeRoot !== undefined && target.spec.image !== undefined &&
+      (kind === 'ours' || kind === 'before');
     try {
       for (const kind of kinds) {
-        const ours = kind === 'ours' || kind === 'before';
-        let image = target.spec.image;
-        if (kind === 'before' && image !== undefined) {
-          if (!target.twin) throw new Error(`no twin of ${image} for the "before" daemon`);
-          image = target.twin();
-          twins.push(image);
-        }
-        const spec: DaemonSpec = {
-          ...target.spec, image, kind: ours ? 'ours' : 'qsd', socket: path.join(o.dir, `${kind.replace(' ', '-')}.sock`), queues: maxQueues,
-          qsdAio: ours ? undefined : kind.slice(4) as QsdAio, nodeArgs: ours ? o.oursNodeArgs : undefined, env: ours ? o.oursEnv : undefined,
-          root: kind === 'before' ? o.beforeRoot : kind === 'ours' ? o.oursRoot : undefined,
-        };
-        const d = await startDaemon(spec);
+        if (perRun(kind)) continue;
+        const d = await startDaemon(specFor(kind));
         running.set(kind, d);
         note(d.command);
         log.info({ daemon: kind, pid: d.pid, fs: target.fs }, 'daemon started');
@@ -349,6 +345,14 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
               const f = runFioJob((fio as { job: FioJob }).job);
               note(f.command);
               r = fioAsLoad(f);
+            } else if (perRun(kind)) {
+              const d = await startDaemon(specFor(kind));
+              note(d.command);
+              try {
+                r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
+              } finally {
+                await d.stop();
+              }
             } else {
               const d = running.get(kind)!;
               r = await runLoadChild(baseJob(w, target, d.spec.socket, d.pid));
@@ -364,7 +368,6 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
       }
     } finally {
       for (const d of running.values()) await d.stop();
-      for (const f of twins) fs.rmSync(f, { force: true });
     }
   };
 
@@ -392,7 +395,6 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
       try {
         await runOn(rawWs, {
           spec: { image: raw, model: 'none' }, fs: fsName, offset: 0, span: o.fileSize,
-          twin: () => { prepareRawFile(`${raw}.before`, o.fileSize); return `${raw}.before`; },
           fio: (w) => (w.group !== 'main' ? null : {
             job: { file: raw, rw: w.op === 'randread' ? 'randread' : w.op === 'randwrite' ? 'randwrite' : 'write', bs: w.bs, iodepth: w.qd, offset: 0, size: o.fileSize, durationMs: o.durationMs },
           }),
@@ -406,12 +408,11 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const zonedWs = list.filter((w) => w.target === 'zoned');
     const zimg = path.join(o.dir, 'zoned.img');
     let zonedHeader: ReturnType<typeof createImage> | null = null;
-    const zonedGeometry = {
-      capacitySectors: 2 * STREAM_ZONES * o.streamZoneBytes / 512, zoneSectors: o.streamZoneBytes / 512,
-      conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
-    };
     if (zonedWs.length > 0) {
-      zonedHeader = createImage(zimg, zonedGeometry);
+      zonedHeader = createImage(zimg, {
+        capacitySectors: 2 * STREAM_ZONES * o.streamZoneBytes / 512, zoneSectors: o.streamZoneBytes / 512,
+        conventionalZones: 0, blockSize: 4096, maxOpenZones: 0, maxActiveZones: 0, force: true,
+      });
       note(`vhost-user-zbd create ${zimg} --size ${2 * STREAM_ZONES * o.streamZoneBytes / MiB}M --zone-size ${o.streamZoneBytes / MiB}M --block-size 4096 --force`);
     }
     // fio writes into holes of zones the daemon does not use (8 and up): the same file, the
@@ -419,7 +420,6 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const fioSpan = Math.min(FIO_FRESH_MAX, STREAM_ZONES * o.streamZoneBytes);
     await runOn(zonedWs, {
       spec: { image: zimg, model: 'hm' }, offset: 0, span: 0,
-      twin: () => { createImage(`${zimg}.before`, zonedGeometry); return `${zimg}.before`; },
       zones: { first: 0, count: STREAM_ZONES, zoneSectors: o.streamZoneBytes / 512, capSectors: o.streamZoneBytes / 512 },
       fio: (w) => (w.id !== 'append-128k-qd32' || !zonedHeader ? null : {
         job: { file: zimg, rw: 'write', bs: w.bs, iodepth: w.qd, offset: zonedHeader.dataOffset + STREAM_ZONES * o.streamZoneBytes, size: fioSpan, durationMs: o.durationMs, fresh: true },
@@ -430,16 +430,12 @@ async function runSuiteIn(opts: SuiteOptions & { dir: string; diskDir: string })
     const reportWs = list.filter((w) => w.target === 'report');
     if (reportWs.length > 0) {
       const rimg = path.join(o.dir, 'report.img');
-      const reportGeometry = {
+      createImage(rimg, {
         capacitySectors: o.imageZones * REPORT_ZONE_BYTES / 512, zoneSectors: REPORT_ZONE_BYTES / 512,
         conventionalZones: 0, blockSize: 4096, force: true,
-      };
-      createImage(rimg, reportGeometry);
-      note(`vhost-user-zbd create ${rimg} --size ${o.imageZones * REPORT_ZONE_BYTES / MiB}M --zone-size ${REPORT_ZONE_BYTES / KiB}K --block-size 4096 --force`);
-      await runOn(reportWs, {
-        spec: { image: rimg, model: 'hm' }, offset: 0, span: 0, reportZones: o.reportZones,
-        twin: () => { createImage(`${rimg}.before`, reportGeometry); return `${rimg}.before`; },
       });
+      note(`vhost-user-zbd create ${rimg} --size ${o.imageZones * REPORT_ZONE_BYTES / MiB}M --zone-size ${REPORT_ZONE_BYTES / KiB}K --block-size 4096 --force`);
+      await runOn(reportWs, { spec: { image: rimg, model: 'hm' }, offset: 0, span: 0, reportZones: o.reportZones });
       fs.rmSync(rimg, { force: true });
     }
 

@@ -44,7 +44,7 @@ describe('bench --quick --backend memory', () => {
     }
   });
 
-  it('--before-root on files: the other checkout serves a twin of each image (ours holds the lock on its own)', () => {
+  it('--before-root on files: the two checkouts take turns on each image (each locks the image it serves)', () => {
     const dir = fs.mkdtempSync(path.join(fs.existsSync('/dev/shm') ? '/dev/shm' : os.tmpdir(), 'vuzbd-bench-twin-'));
     try {
       const r = spawnSync(process.execPath, [path.join(root, 'bin/vhost-user-zbd.js'), 'bench', '--quick', '--no-qsd', '--no-fio',
@@ -58,7 +58,7 @@ describe('bench --quick --backend memory', () => {
           expect(r.stdout.split('\n').some((l) => l.startsWith(t) && new RegExp(`\\b${daemon}\\s+[\\d,]+\\s`).test(l)), `${t}, ${daemon}`).toBe(true);
         }
       }
-      // Twins are removed with the images.
+      // The images and sockets are removed afterwards.
       expect(fs.readdirSync(dir)).toEqual([]);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
