@@ -4,7 +4,7 @@
 // the generator sleeps on the call eventfds, with used_event armed as a Linux guest does.
 // Nothing is allocated per request and the Node event loop is not involved while running
 // (only the vhost-user set-up and tear-down around the run are asynchronous).
-import { memoryBarrier, pollFds, readCounter } from '../native/index.js';
+import { memoryBarrier, pollFds, readBarrier, readCounter } from '../native/index.js';
 import { BLK_F, REQ, writeBlkHeader } from '../testing/blk-request.js';
 import { VRING_DESC_F_NEXT, VRING_DESC_F_WRITE } from '../testing/driver-queue.js';
 import { VhostUserFrontend, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX } from '../testing/frontend.js';
@@ -286,7 +286,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
           `but only ${qd - f.length} requests are in flight (avail.idx ${ring.availIdx})`);
       }
       // Used entries are read only after used.idx.
-      memoryBarrier();
+      readBarrier();
       while (ring.lastUsed !== used) {
         const id = ring.usedId(ring.lastUsed);
         const s = id / 3;
@@ -342,7 +342,7 @@ export async function runLoad(job: LoadJob): Promise<LoadResult> {
       while (ring.usedIdx === ring.lastUsed) {
         if (performance.now() > deadline) throw new Error(`zone ${z} reset after the run did not complete`);
       }
-      memoryBarrier();
+      readBarrier();
       ring.lastUsed = (ring.lastUsed + 1) & 0xffff;
       inflight--;
       ring.setUsedEvent(ring.lastUsed);

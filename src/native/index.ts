@@ -318,6 +318,18 @@ export function memoryBarrier(): void {
   Atomics.exchange(fenceCell, 0, 0);
 }
 
+// x86 never reorders a load with an earlier load, nor a store with an earlier store (TSO):
+// only a store followed by a load needs the fence there. Linux's virt_rmb()/virt_wmb() and
+// QEMU's smp_rmb()/smp_wmb() are compiler barriers on x86 for that reason, and V8 keeps
+// typed-array loads and stores in program order (each is an effect in its compiled code).
+// Elsewhere (arm64) both are the full fence.
+const TSO = process.arch === 'x64' || process.arch === 'ia32';
+const inOrder = (): void => {};
+/** Loads before it complete before loads after it (smp_rmb). */
+export const readBarrier: () => void = TSO ? inOrder : memoryBarrier;
+/** Stores before it are visible before stores after it (smp_wmb). */
+export const writeBarrier: () => void = TSO ? inOrder : memoryBarrier;
+
 /** The system page size in bytes. */
 export function pageSize(): number {
   return PAGE_SIZE;

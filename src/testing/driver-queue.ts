@@ -6,7 +6,7 @@
 // (the benchmark's load generator: nothing allocated per request). Index and event words are
 // single 16-bit accesses through ring-layout.ts's views, as a guest's are. Raw ring writes let
 // tests build hostile rings.
-import { closeFd, memoryBarrier, readCounter, writeCounter } from '../native/index.js';
+import { closeFd, memoryBarrier, readBarrier, readCounter, writeBarrier, writeCounter } from '../native/index.js';
 import {
   AVAIL_ALIGN, AVAIL_FLAGS, AVAIL_IDX, AVAIL_RING, availEventWord, availRingBytes, DESC_ALIGN, descTableBytes,
   USED_ALIGN, USED_ELEM, USED_FLAGS, USED_IDX, usedEventWord, usedRingBytes, ringWords,
@@ -133,7 +133,7 @@ export class DriverQueue {
     const now = this.availIdx;
     if (old === now) return false;
     // Descriptors and ring entries before the index that publishes them.
-    memoryBarrier();
+    writeBarrier();
     this.avail[AVAIL_IDX] = now;
     this.publishedIdx = now;
     if (!this.eventIdx) return (this.used[USED_FLAGS] & 1) === 0;
@@ -169,7 +169,7 @@ export class DriverQueue {
   /** EVENT_IDX: avail_event the device publishes after the used ring entries. */
   get availEvent(): number { return this.used[this.availEventAt]; }
 
-  /** The device's used.idx. Read used entries only after a memoryBarrier() that follows this. */
+  /** The device's used.idx. Read used entries only after a readBarrier() that follows this. */
   get usedIdx(): number { return this.used[USED_IDX]; }
 
   /** id of used entry k (free-running index). */
@@ -231,7 +231,7 @@ export class DriverQueue {
   takeUsed(): UsedElem[] {
     const out: UsedElem[] = [];
     const idx = this.usedIdx;
-    memoryBarrier();
+    readBarrier();
     while (this.lastUsed !== idx) {
       const id = this.usedId(this.lastUsed);
       out.push({ id, len: this.usedLen(this.lastUsed) });

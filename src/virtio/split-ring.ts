@@ -1,13 +1,13 @@
 // Split virtqueue (VIRTIO 1.x §2.7, spec digest §1.8) over guest memory shared with a running
-// guest. The guest writes avail/desc while we read, so every index read is ordered with
-// memoryBarrier(), every index and event word is one 16-bit access (ring-layout.ts says why),
+// guest. The guest writes avail/desc while we read, so every index access is ordered with a
+// barrier (native/index.ts), every index and event word is one 16-bit access (ring-layout.ts),
 // and every guest-supplied index, address and length is checked before use.
 // Malformed chains come back with `error` set; only guest bugs that make the ring itself
 // unusable (avail idx jump, bad or duplicate head) stop the queue.
 import os from 'node:os';
 import type { Logger } from 'pino';
 import { ZbdError } from '../errors.js';
-import { memoryBarrier } from '../native/index.js';
+import { memoryBarrier, readBarrier, writeBarrier } from '../native/index.js';
 import { PooledChain } from './descriptor-chain.js';
 import type { DescChain, VirtQueueHandle } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
@@ -309,7 +309,7 @@ export class SplitRing implements VirtQueueHandle {
       return null;
     }
     // Ring entries and descriptors are read only after avail.idx.
-    memoryBarrier();
+    readBarrier();
     const head = this.avail[AVAIL_RING + (last & this.mask)];
     if (head >= this.size) {
       this.fail(`avail ring entry ${last} holds head ${head} >= queue size ${this.size}`);
@@ -464,7 +464,7 @@ export class SplitRing implements VirtQueueHandle {
     this.unpublished = 0;
     this.inflight?.beforePublish(this.batch, n);
     // Used elements must be visible before the index that publishes them.
-    memoryBarrier();
+    writeBarrier();
     this.used[USED_IDX] = this.usedIdx;
     this.inflight?.afterPublish(this.batch, n, this.usedIdx);
     // used.idx must be visible before we read the guest's suppression state (store→load).
