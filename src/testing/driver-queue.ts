@@ -136,9 +136,10 @@ export class DriverQueue {
     writeBarrier();
     this.avail[AVAIL_IDX] = now;
     this.publishedIdx = now;
-    if (!this.eventIdx) return (this.used[USED_FLAGS] & 1) === 0;
-    // avail.idx must be visible before we read the device's avail_event (store→load).
+    // avail.idx must be visible before we read whether the device wants a kick (store→load),
+    // or a device that just went to sleep could miss it (Linux: virtqueue_kick_prepare).
     memoryBarrier();
+    if (!this.eventIdx) return (this.used[USED_FLAGS] & 1) === 0;
     return vringNeedEvent(this.availEvent, now, old);
   }
 
