@@ -76,11 +76,7 @@ export class DriverQueue {
     this.availGpa = mem.alloc(availRingBytes(size), page || AVAIL_ALIGN);
     this.usedGpa = mem.alloc(usedRingBytes(size), page || USED_ALIGN);
     ({ dv: this.descDv, off: this.descOff } = mem.at(this.descGpa));
-    const at = (gpa: number) => {
-      const { dv, off } = mem.at(gpa);
-      return { buffer: dv.buffer, byteOffset: dv.byteOffset + off };
-    };
-    ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(at(this.availGpa), at(this.usedGpa),
+    ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(mem.at(this.availGpa), mem.at(this.usedGpa),
       size, { avail: this.availGpa, used: this.usedGpa }));
     this.usedEventAt = usedEventWord(size);
     this.availEventAt = availEventWord(size);

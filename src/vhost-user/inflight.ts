@@ -16,6 +16,8 @@ import type { InflightDesc } from './messages.js';
 
 const HEADER = 16;
 const DESC = 16;
+// The header's fields as 16-bit word indices (byte offset / 2), from the layout above.
+const W_VERSION = 8 / 2, W_DESC_NUM = 10 / 2, W_LAST_BATCH_HEAD = 12 / 2, W_USED_IDX = 14 / 2;
 const VERSION = 1;
 const TWO32 = 0x1_0000_0000;
 
@@ -50,12 +52,13 @@ export class InflightQueue implements InflightLog {
     this.log = log;
   }
 
-  get descNum(): number { return this.w16[10 / 2]; }
-  setDescNum(n: number): void { this.w16[10 / 2] = n; }
-  get version(): number { return this.w16[8 / 2]; }
-  get usedIdx(): number { return this.w16[14 / 2]; }
-  get lastBatchHead(): number { return this.w16[12 / 2]; }
+  get descNum(): number { return this.w16[W_DESC_NUM]; }
+  setDescNum(n: number): void { this.w16[W_DESC_NUM] = n; }
+  get version(): number { return this.w16[W_VERSION]; }
+  get usedIdx(): number { return this.w16[W_USED_IDX]; }
+  get lastBatchHead(): number { return this.w16[W_LAST_BATCH_HEAD]; }
   isInflight(head: number): boolean { return this.b[HEADER + DESC * head] === 1; }
+  private setInflight(head: number, on: boolean): void { this.b[HEADER + DESC * head] = on ? 1 : 0; }
   counterOf(head: number): number {
     const w = (HEADER + DESC * head + 8) / 4;
     return this.w32[w + 1] * TWO32 + this.w32[w];
@@ -68,7 +71,7 @@ export class InflightQueue implements InflightLog {
     const c = this.counter++;
     this.w32[w] = c >>> 0;
     this.w32[w + 1] = Math.floor(c / TWO32);
-    this.b[HEADER + DESC * head] = 1;
+    this.setInflight(head, true);
   }
 
   beforePublish(heads: Uint16Array, count: number): void {
@@ -80,12 +83,12 @@ export class InflightQueue implements InflightLog {
       this.setNext(h, prev);
       prev = h;
     }
-    this.w16[12 / 2] = prev;
+    this.w16[W_LAST_BATCH_HEAD] = prev;
   }
 
   afterPublish(heads: Uint16Array, count: number, usedIdx: number): void {
-    for (let i = 0; i < count; i++) this.b[HEADER + DESC * heads[i]] = 0;
-    this.w16[14 / 2] = usedIdx;
+    for (let i = 0; i < count; i++) this.setInflight(heads[i], false);
+    this.w16[W_USED_IDX] = usedIdx;
   }
 
   /**
@@ -99,9 +102,9 @@ export class InflightQueue implements InflightLog {
     }
     if (this.version === 0) {
       this.w32[0] = this.w32[1] = 0;
-      this.w16[8 / 2] = VERSION;
-      this.w16[12 / 2] = 0;
-      this.w16[14 / 2] = usedIdx;
+      this.w16[W_VERSION] = VERSION;
+      this.w16[W_LAST_BATCH_HEAD] = 0;
+      this.w16[W_USED_IDX] = usedIdx;
       this.counter = 0;
       return [];
     }
@@ -116,10 +119,10 @@ export class InflightQueue implements InflightLog {
       this.log.info({ batch, usedIdx, recordedUsedIdx: this.usedIdx }, 'inflight: last batch was published; settling it');
       for (let h = this.lastBatchHead; batch > 0; batch--) {
         if (h >= ringSize) throw inflightErr(`queue ${this.index} batch list reaches head ${h}`, h);
-        this.b[HEADER + DESC * h] = 0;
+        this.setInflight(h, false);
         h = this.nextOf(h);
       }
-      this.w16[14 / 2] = usedIdx;
+      this.w16[W_USED_IDX] = usedIdx;
     }
     const heads: number[] = [];
     let max = -1;
@@ -127,7 +130,7 @@ export class InflightQueue implements InflightLog {
       if (!this.isInflight(h)) continue;
       if (h >= ringSize) {
         this.log.warn({ head: h, ringSize }, 'inflight: entry beyond the ring size ignored');
-        this.b[HEADER + DESC * h] = 0;
+        this.setInflight(h, false);
         continue;
       }
       heads.push(h);

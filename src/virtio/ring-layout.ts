@@ -38,10 +38,10 @@ export interface RingWords {
   usedElems: Uint32Array;
 }
 
-/** A place in a mapping: the buffer and the byte offset of the area's first byte. */
+/** Where an area starts: a view of its mapping and the byte offset inside that view. */
 export interface AreaAt {
-  buffer: ArrayBufferLike;
-  byteOffset: number;
+  dv: DataView;
+  off: number;
 }
 
 /**
@@ -50,15 +50,17 @@ export interface AreaAt {
  * its address `addr` as the front-end gave it.
  */
 export function ringWords(avail: AreaAt, used: AreaAt, size: number, addrs: { avail: number; used: number }): RingWords {
-  if (avail.byteOffset % AVAIL_ALIGN !== 0) {
+  // Typed arrays need the alignment in the buffer, which is what is checked.
+  const a = avail.dv.byteOffset + avail.off, u = used.dv.byteOffset + used.off;
+  if (a % AVAIL_ALIGN !== 0) {
     throw new ZbdError('EPROTO', `avail ring at 0x${addrs.avail.toString(16)} is not ${AVAIL_ALIGN}-byte aligned`, addrs.avail);
   }
-  if (used.byteOffset % USED_ALIGN !== 0) {
+  if (u % USED_ALIGN !== 0) {
     throw new ZbdError('EPROTO', `used ring at 0x${addrs.used.toString(16)} is not ${USED_ALIGN}-byte aligned`, addrs.used);
   }
   return {
-    avail: new Uint16Array(avail.buffer, avail.byteOffset, availRingBytes(size) / 2),
-    used: new Uint16Array(used.buffer, used.byteOffset, usedRingBytes(size) / 2),
-    usedElems: new Uint32Array(used.buffer, used.byteOffset, (usedRingBytes(size) - 2) / 4),
+    avail: new Uint16Array(avail.dv.buffer, a, availRingBytes(size) / 2),
+    used: new Uint16Array(used.dv.buffer, u, usedRingBytes(size) / 2),
+    usedElems: new Uint32Array(used.dv.buffer, u, (usedRingBytes(size) - 2) / 4),
   };
 }

@@ -12,8 +12,8 @@ import { PooledChain } from './descriptor-chain.js';
 import type { DescChain, VirtQueueHandle } from './device.js';
 import type { GuestMemory } from './guest-memory.js';
 import {
-  AVAIL_FLAGS, AVAIL_IDX, AVAIL_RING, availEventWord, availRingBytes, descTableBytes, USED_ELEM, USED_FLAGS, USED_IDX,
-  usedEventWord, usedRingBytes, ringWords,
+  type AreaAt, AVAIL_FLAGS, AVAIL_IDX, AVAIL_RING, availEventWord, availRingBytes, descTableBytes, USED_ELEM, USED_FLAGS,
+  USED_IDX, usedEventWord, usedRingBytes, ringWords,
 } from './ring-layout.js';
 
 export const VRING_DESC_F_NEXT = 1;
@@ -186,7 +186,7 @@ export class SplitRing implements VirtQueueHandle {
       ['avail ring', addrs.avail, availRingBytes(q)],
       ['used ring', addrs.used, usedRingBytes(q)],
     ];
-    const found: Array<{ dv: DataView; off: number }> = [];
+    const found: AreaAt[] = [];
     for (const [name, addr, len] of areas) {
       if (!memory.locateUva(addr, len)) {
         this.detach();
@@ -194,9 +194,8 @@ export class SplitRing implements VirtQueueHandle {
       }
       found.push({ dv: memory.hitView, off: memory.hitOffset });
     }
-    const at = (f: { dv: DataView; off: number }) => ({ buffer: f.dv.buffer, byteOffset: f.dv.byteOffset + f.off });
     try {
-      ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(at(found[1]), at(found[2]), q, addrs));
+      ({ avail: this.avail, used: this.used, usedElems: this.usedElems } = ringWords(found[1], found[2], q, addrs));
     } catch (err) {
       if (!(err instanceof ZbdError)) throw err;
       this.detach();
