@@ -15,6 +15,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$here/scripts/daemon-fixture.sh"
 root=$here qsd=0 op=randread qd=32 bs=4096 seconds=3 perf=0 dir=/var/tmp
 serve_args=()
 while [ $# -gt 0 ]; do
@@ -45,8 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 img=$work/disk.raw
-head -c 1073741824 /dev/urandom > "$img"
-cat "$img" > /dev/null
+fixture_file "$img"
 
 if [ $qsd = 1 ]; then
   qemu-storage-daemon --blockdev "driver=file,node-name=f,filename=$img,cache.direct=off,aio=io_uring" \
@@ -58,11 +58,9 @@ else
     --image "$img" --model none --log-level warn --no-hints --api none "${serve_args[@]}" &
 fi
 daemon=$!
-for _ in $(seq 200); do [ -S "$work/sock" ] && break; sleep 0.05; done
-[ -S "$work/sock" ] || { echo "profile-daemon: the daemon did not listen" >&2; exit 1; }
+fixture_wait_socket "$work/sock" profile-daemon
 
-job=$(printf '{"socket":"%s","daemonPid":%d,"op":"%s","bs":%d,"qd":%d,"queues":1,"queueSize":256,"offset":0,"span":1073741824,"warmupMs":300,"durationMs":%d,"spinUs":50}' \
-  "$work/sock" "$daemon" "$op" "$bs" "$qd" $((seconds * 1000)))
+job=$(fixture_job "$work/sock" "$daemon" "$op" "$bs" "$qd" $((seconds * 1000)))
 if [ $perf = 1 ]; then
   (sleep 1; perf record -q -F 4999 -g -p "$daemon" -o "$work/perf.data" -- sleep 1.5 >/dev/null 2>&1) &
   recorder=$!

@@ -14,6 +14,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+. "$here/scripts/daemon-fixture.sh"
 root=$here rounds=20 gap=0 op=randread dir=/var/tmp
 serve_args=()
 while [ $# -gt 0 ]; do
@@ -38,19 +39,16 @@ cleanup() {
 }
 trap cleanup EXIT
 img=$work/disk.raw
-head -c 1073741824 /dev/urandom > "$img"
-cat "$img" > /dev/null
+fixture_file "$img"
 
 node "$root/bin/vhost-user-zbd.js" serve --socket "$work/sock" --image "$img" --model none \
   --log-level warn --no-hints "${serve_args[@]}" 2> "$work/daemon.log" &
 daemon=$!
-for _ in $(seq 200); do [ -S "$work/sock" ] && break; sleep 0.05; done
-[ -S "$work/sock" ] || { echo "session-stress: the daemon did not listen" >&2; cat "$work/daemon.log" >&2; exit 1; }
+fixture_wait_socket "$work/sock" session-stress "$work/daemon.log"
 
 for round in $(seq "$rounds"); do
   for qd in 1 1 1 32 32 32; do
-    job=$(printf '{"socket":"%s","daemonPid":%d,"op":"%s","bs":4096,"qd":%d,"queues":1,"queueSize":256,"offset":0,"span":1073741824,"warmupMs":300,"durationMs":1500,"spinUs":50}' \
-      "$work/sock" "$daemon" "$op" "$qd")
+    job=$(fixture_job "$work/sock" "$daemon" "$op" 4096 "$qd" 1500)
     if ! out=$(timeout 60 node "$root/dist/bench/loadgen-main.js" "$job" 2>&1); then
       echo "round $round, QD$qd: FAILED: $out"
       echo "--- daemon log:"
